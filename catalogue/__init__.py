@@ -1,0 +1,1 @@
+"""Raw product photos -> house-style catalogue images -> the shop's backend."""

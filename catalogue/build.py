@@ -1,0 +1,164 @@
+"""The action of one view task: inputs -> generator (or stored answer) -> finishing -> files.
+
+Order of operations is what keeps money and data safe:
+1. a view whose sidecar already matches its inputs is left alone (doit's state may be lost);
+2. the generator's raw answer is looked up by request key before any paid call, stored after it;
+3. the finished PNG and its sidecar are written atomically, PNG first (a crash in between leaves
+   a sidecar that no longer matches: the next run re-finishes from the stored answer, for free).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from PIL import Image
+
+from .errors import GenerationError, PipelineError
+from .imaging import open_image, save_png_atomic, sha256_bytes
+from .provenance import inputs_digest, is_current, write_sidecar
+from .settings import Settings
+from .store import AnswerStore
+from .views import VIEW_NAMES, VIEWS_BY_NAME
+
+# Work size for the local renderer: large enough for any output size we produce.
+LOCAL_WORK_SIDE = 2600
+
+
+@dataclass(frozen=True)
+class ViewJob:
+    """Everything one view task needs, computed when the task graph is loaded (cheap: paths)."""
+
+    folder: str
+    view: str
+    source: Path             # raw photo, or the finished view it is made from
+    style: Path              # the style reference chosen for this folder
+    anchor: Path | None      # finished view sent as the colour anchor (Gemini only)
+    output: Path
+    config: dict             # the settings that shape this output (also doit's config_changed)
+
+    @property
+    def inputs(self) -> dict[str, Path]:
+        roles = {"source": self.source, "style": self.style}
+        if self.anchor:
+            roles["anchor"] = self.anchor
+        return roles
+
+
+def output_size(settings: Settings, style: Path) -> tuple[int, int]:
+    """OUTPUT_SIZE when set, else the style reference's upright size (header read only)."""
+    if settings.output_size:
+        return settings.output_size
+    try:
+        with Image.open(style) as img:
+            w, h = img.size
+            rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:  # unreadable: open_image will say so in French
+        open_image(style, max_pixels=settings.max_pixels, what="la référence de style")
+        raise
+    return (h, w) if rotated else (w, h)
+
+
+def _render_local(settings: Settings, job: ViewJob, size: tuple[int, int]):
+    from .local_renderer import render_view
+
+    upstream = VIEWS_BY_NAME[job.view].source
+    what = f"la vue {upstream}" if upstream in VIEW_NAMES else "la photo"
+    source = open_image(job.source, max_pixels=settings.max_pixels, what=what, max_side=LOCAL_WORK_SIDE)
+    style = open_image(job.style, max_pixels=settings.max_pixels, what="la référence de style", max_side=1600)
+    result = render_view(job.view, source, style, out_size=size)
+    return result.image, {"generator": "local", "uncertain": result.uncertain, "notes": list(result.notes),
+                          "metrics": result.metrics, "from_cache": False, "cost_usd": 0.0,
+                          "input_tokens": 0, "output_tokens": 0}
+
+
+def _generate_gemini(settings: Settings, job: ViewJob, size: tuple[int, int]):
+    from .finishing import finish
+    from .gemini import ImageRequest, nearest_aspect_ratio, prepare_image, shared_generator
+    from .prompts import instruction_for
+
+    images = tuple(prepare_image(p, max_pixels=settings.max_pixels) for p in job.inputs.values())
+    request = ImageRequest(
+        model=job.config["model"], images=images,
+        instruction=instruction_for(job.view, has_anchor=job.anchor is not None),
+        aspect_ratio=nearest_aspect_ratio(*size), image_size=job.config["image_size"],
+        seed=job.config["seed"])
+    key = request.key()
+    store = AnswerStore(settings.state_dir / "answers")
+    hit = store.get(key)
+    if hit:
+        data, meta = hit
+        extra = {"from_cache": True, "cost_usd": 0.0, "input_tokens": meta.get("input_tokens", 0),
+                 "output_tokens": meta.get("output_tokens", 0), "model_text": meta.get("model_text", "")}
+    else:
+        answer = shared_generator(settings).generate(request, folder=job.folder, view=job.view)
+        data = answer.data
+        meta = {"mime": answer.mime, "model": request.model, "folder": job.folder, "view": job.view,
+                "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
+                "cost_usd": answer.cost_usd, "seconds": answer.seconds, "model_text": answer.model_text,
+                "created_at": _now()}
+        store.put(key, data, meta)
+        extra = {"from_cache": False, "cost_usd": answer.cost_usd, "input_tokens": answer.input_tokens,
+                 "output_tokens": answer.output_tokens, "model_text": answer.model_text}
+    try:
+        raw = Image.open(io.BytesIO(data))
+        raw.load()
+    except Exception:
+        raise GenerationError(f"La réponse de Gemini pour {job.folder} / {job.view} n'est pas une image "
+                              f"lisible : relancez avec un nouveau tirage (doit reroll).")
+    finished = finish(raw.convert("RGB"), size)
+    return finished.image, {"generator": "gemini", "model": request.model, "request_key": key,
+                            "uncertain": bool(finished.flags), "notes": list(finished.flags),
+                            "metrics": finished.metrics, **extra}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def build_view(settings: Settings, job: ViewJob) -> dict:
+    """Make one view; returns the values doit keeps and the progress line shows."""
+    started = time.monotonic()
+    digest, files = inputs_digest(job.config, job.inputs)
+    if is_current(job.output, digest):
+        return {"outcome": "uptodate", "seconds": 0.0}
+    size = output_size(settings, job.style)
+    if job.config["generator"] == "gemini":
+        image, info = _generate_gemini(settings, job, size)
+    else:
+        image, info = _render_local(settings, job, size)
+    png = save_png_atomic(image, job.output)
+    seconds = round(time.monotonic() - started, 3)
+    verdict = "uncertain" if info.get("uncertain") else "ok"
+    write_sidecar(job.output, {
+        "view": job.view, "folder": job.folder, "inputs": files, "inputs_digest": digest,
+        "config": job.config, "prompt_version": job.config.get("prompt_version"),
+        "model": info.get("model"), "seed": job.config.get("seed", 0),
+        "output_sha256": sha256_bytes(png), "width": image.width, "height": image.height,
+        "seconds": seconds, "created_at": _now(),
+        "qa": {"verdict": verdict, "checks": {}},
+        **{k: v for k, v in info.items() if k != "model"},
+    })
+    return {"outcome": "cached" if info.get("from_cache") else "generated", "seconds": seconds,
+            "cost_usd": info.get("cost_usd", 0.0), "uncertain": bool(info.get("uncertain")),
+            "notes": "; ".join(info.get("notes", [])), "generator": info["generator"]}
+
+
+def view_action(settings: Settings, job: ViewJob):
+    """doit action: expected failures become TaskFailed (exit code 1) with the French message."""
+    from doit.exceptions import TaskFailed
+
+    try:
+        return build_view(settings, job)
+    except PipelineError as exc:
+        return TaskFailed(exc.message)
+
+
+def fail_action(message: str):
+    """doit action of a reference that cannot be built until the operator fixes its input."""
+    from doit.exceptions import TaskFailed
+
+    return TaskFailed(message)

@@ -1,0 +1,139 @@
+"""Find the product references in PHOTOS_DIR and the style references in REFS_DIR.
+
+Discovery runs every time doit loads the task graph (thousands of references from cron), so it only
+lists folders: no image is decoded here. Decoding and validation happen in the view's task, so a
+bad photo fails that reference alone, with a French message saying what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .imaging import IMAGE_SUFFIXES
+from .views import PHOTO_NAMES, VIEWS
+
+# Folder names become doit task names: '=' would be read as a doit variable, ':' splits task
+# names, and whitespace breaks shell use. The shop's references use letters, digits, '-' and '.'.
+VALID_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+OVERRIDES_FILE = "overrides.json"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One product reference: its photos folder and what can be built from it."""
+
+    folder: str
+    photo_dir: Path
+    photos: dict[str, Path]                       # "face" / "back" -> photo file
+    problem: str | None = None                    # French message when the folder is unusable
+    seeds: dict[str, int] = field(default_factory=dict)  # view -> seed (a re-roll bumps it)
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The views this reference gets: 2_back only when a back photo exists."""
+        return tuple(v.name for v in VIEWS if v.source != "back" or "back" in self.photos)
+
+    def seed(self, view: str) -> int:
+        return int(self.seeds.get(view, 0))
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    """Lower-cased stem -> file, for the image files directly in `folder`."""
+    found: dict[str, Path] = {}
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return found
+    for entry in entries:
+        stem, dot, suffix = entry.name.rpartition(".")
+        if dot and ("." + suffix.lower()) in IMAGE_SUFFIXES and entry.is_file():
+            found.setdefault(stem.lower(), Path(entry.path))
+    return found
+
+
+def _read_seeds(photo_dir: Path) -> dict[str, int]:
+    path = photo_dir / OVERRIDES_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {str(k): int(v) for k, v in (data.get("seeds") or {}).items()}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
+def _reference(folder: str, photo_dir: Path) -> Reference:
+    if not VALID_FOLDER.match(folder):
+        return Reference(folder, photo_dir, {}, problem=(
+            f"Nom de dossier invalide « {folder} » : utilisez la référence produit avec « - » à la "
+            f"place de « / » (ex. L100001-V09A), sans espace, « = » ni « : »."))
+    files = _image_files(photo_dir)
+    photos = {}
+    for role, stems in PHOTO_NAMES.items():
+        for stem in stems:
+            if stem in files:
+                photos[role] = files[stem]
+                break
+    problem = None
+    if "face" not in photos:
+        problem = (f"Photo de face manquante dans {photo_dir} : ajoutez face.jpg (ou face.heic, "
+                   f"face.png, 1_face.jpg…).")
+    return Reference(folder, photo_dir, photos, problem=problem, seeds=_read_seeds(photo_dir))
+
+
+def discover_references(photos_dir: Path) -> list[Reference]:
+    """Every reference folder in `photos_dir`, sorted; `.` and `_` folders are ignored.
+
+    Raises FileNotFoundError when `photos_dir` itself does not exist (the caller reports it as
+    « Dossier introuvable »).
+    """
+    entries = sorted(os.scandir(photos_dir), key=lambda e: e.name)
+    return [_reference(e.name, Path(e.path)) for e in entries
+            if e.is_dir() and not e.name.startswith((".", "_"))]
+
+
+# --- style references -------------------------------------------------------------------------
+
+def _style_candidates(refs_dir: Path, names: tuple[str, ...]) -> list[Path]:
+    """The style images for one view: a file `refs/<name>.*`, else the images of `refs/<name>/`."""
+    files = _image_files(refs_dir)
+    for name in names:
+        if name.lower() in files:
+            return [files[name.lower()]]
+    try:
+        subdirs = {e.name.lower(): Path(e.path) for e in os.scandir(refs_dir) if e.is_dir()}
+    except OSError:
+        return []
+    for name in names:
+        if name.lower() in subdirs:
+            images = sorted(_image_files(subdirs[name.lower()]).values(), key=lambda p: p.name)
+            if images:
+                return images
+    return []
+
+
+class StyleRefs:
+    """The style references of REFS_DIR, listed once per run."""
+
+    def __init__(self, refs_dir: Path):
+        self.refs_dir = refs_dir
+        self._candidates = {v.name: _style_candidates(refs_dir, v.ref_names) for v in VIEWS}
+
+    def for_view(self, view: str, folder: str) -> Path | None:
+        """The style reference of `view` for `folder`: one of several, chosen from the folder name
+        (stable across runs and machines, never random)."""
+        candidates = self._candidates.get(view) or []
+        if not candidates:
+            return None
+        index = int(hashlib.sha256(folder.encode()).hexdigest()[:8], 16) % len(candidates)
+        return candidates[index]
+
+    def missing_message(self, view: str) -> str:
+        names = next(v.ref_names for v in VIEWS if v.name == view)
+        return (f"Référence de style manquante pour la vue {view} : ajoutez {self.refs_dir}/{names[0]}.png "
+                f"(ou un dossier {self.refs_dir}/{names[0]}/ avec une ou plusieurs images).")

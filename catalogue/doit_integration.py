@@ -1,0 +1,277 @@
+"""doit plumbing for a paid, long-running, cron-driven pipeline (see the README, "Why these doit
+settings"): the configuration, a run lock, SIGTERM handled like Ctrl-C, a progress reporter in
+French, and the `plan` command (doit has no dry run).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from doit.cmd_base import DoitCmdBase
+from doit.cmd_run import Run
+from doit.control import TaskControl
+from doit.reporter import ConsoleReporter
+
+LOCK_FILE = ".doit.lock"
+
+
+def doit_config(reporter_cls) -> dict:
+    return {
+        "default_tasks": ["generate"],
+        "backend": "sqlite3",             # the default dbm changes with the interpreter, loses records
+        "dep_file": ".doit.sqlite",
+        "check_file_uptodate": "md5",     # timestamps would re-pay for every touched photo
+        "continue": True,                 # one bad reference never stops the others
+        "forget_disable_default": True,   # a bare `doit forget` must not forget the catalogue
+        "par_type": "thread",             # API-bound work; one shared rate limiter
+        "reporter": reporter_cls,
+        "verbosity": 2,
+    }
+
+
+def handle_sigterm() -> None:
+    """cron's `timeout` sends SIGTERM: treat it like Ctrl-C so doit saves what finished."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+# --- the run lock -----------------------------------------------------------------------------
+
+class RunLock:
+    """An exclusive, non-blocking flock held for the whole run (released by the OS on a crash)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "?"
+        except OSError:
+            return "?"
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class LockedRun(Run):
+    """`doit` / `doit run`, refusing politely to start while another run is in progress."""
+
+    name = "run"
+
+    def _execute(self, outfile, verbosity=None, always=False, continue_=False, reporter="console",
+                 num_process=0, par_type="process", single=False, auto_delayed_regex=False,
+                 force_verbosity=False, failure_verbosity=0, pdb=False):
+        handle_sigterm()
+        lock = RunLock(Path(os.getcwd()) / LOCK_FILE)
+        if not lock.acquire():
+            print(f"Une autre exécution est déjà en cours (PID {lock.holder()}, verrou {lock.path}) : "
+                  f"celle-ci s'arrête sans rien faire pour ne rien payer deux fois.", flush=True)
+            self.dep_manager.close()
+            return 0
+        try:
+            code = super()._execute(outfile, verbosity, always, continue_, reporter, num_process,
+                                    par_type, single, auto_delayed_regex, force_verbosity,
+                                    failure_verbosity, pdb)
+        finally:
+            lock.release()
+        # doit says 2 when a view's failure made its dependents unrunnable; that is still an
+        # expected failure (1: fix the input or retry), keep 2 for bugs.
+        progress = ProgressReporter.current
+        if code == 2 and progress is not None and progress.unexpected == 0 and progress.failed:
+            return 1
+        return code
+
+
+# --- progress reporter ------------------------------------------------------------------------
+
+OUTCOME_LABELS = {
+    "generated": "généré",
+    "cached": "repris de la réponse déjà payée",
+    "uptodate": "déjà à jour",
+}
+
+
+def _meta(task) -> dict:
+    return getattr(task, "meta", None) or {}
+
+
+def _is_unmet(fail) -> bool:
+    from doit.exceptions import UnmetDependency
+
+    return isinstance(fail, UnmetDependency)
+
+
+def _failure_text(fail) -> str:
+    """The French message of a TaskFailed, or the last line of an unexpected error."""
+    from doit.exceptions import UnmetDependency
+
+    if isinstance(fail, UnmetDependency):
+        return "dépend d'une vue en échec"
+    exc = getattr(fail, "exception", None)
+    if exc is not None and not isinstance(exc, Exception):
+        exc = None
+    msg = fail.message if getattr(fail, "message", None) else str(fail)
+    if getattr(fail, "traceback", None) and exc is None:
+        lines = [ln for ln in "".join(fail.traceback).strip().splitlines() if ln.strip()]
+        msg = f"erreur inattendue ({lines[-1] if lines else msg}) : signalez-la avec le journal."
+    return msg.strip()
+
+
+class ProgressReporter(ConsoleReporter):
+    """One line per finished view with `[k/N]`, then « Terminé : X générés, Y à jour, Z échecs ».
+
+    Plain lines (no colours, no cursor tricks) when stdout is not a terminal: cron logs stay
+    readable. The first line says which generator runs.
+    """
+
+    desc = "catalogue progress"
+    announcement = ""  # set by dodo.py: which generator, said loudly
+    current = None     # the instance of the running command, read by LockedRun for the exit code
+
+    def __init__(self, outstream, options):
+        super().__init__(outstream, options)
+        self.tty = hasattr(outstream, "isatty") and outstream.isatty()
+        self.total = 0
+        self.done = 0
+        self.counts = Counter()
+        self.cost = 0.0
+        self.failed: dict[str, list[str]] = {}
+        self.unexpected = 0  # failures that are bugs, not bad inputs or refusals
+        self.started = time.monotonic()
+        ProgressReporter.current = self
+
+    def _line(self, text: str, colour: str | None = None) -> None:
+        if self.tty and colour:
+            text = f"\033[{colour}m{text}\033[0m"
+        self.write(text + "\n")
+        self.outstream.flush()
+
+    def initialize(self, tasks, selected_tasks):
+        if self.announcement:
+            self._line(self.announcement, "1")
+        seen, todo = set(), list(selected_tasks)
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in tasks:
+                continue
+            seen.add(name)
+            todo.extend(tasks[name].task_dep)
+        self.total = sum(1 for n in seen if _meta(tasks[n]).get("kind") in ("view", "upload"))
+
+    def execute_task(self, task):
+        pass
+
+    def _progress(self) -> str:
+        self.done += 1
+        return f"[{self.done}/{self.total}]"
+
+    def skip_uptodate(self, task):
+        if _meta(task).get("kind") in ("view", "upload"):
+            self.done += 1
+            self.counts["uptodate"] += 1
+
+    def skip_ignore(self, task):
+        if _meta(task).get("kind"):
+            self._line(f"{self._progress()} {task.name} : ignoré (doit ignore)")
+
+    def add_success(self, task):
+        meta = _meta(task)
+        if meta.get("kind") not in ("view", "upload"):
+            return
+        values = task.values or {}
+        outcome = values.get("outcome", "generated")
+        self.counts[outcome] += 1
+        self.cost += float(values.get("cost_usd") or 0.0)
+        if meta["kind"] == "upload":
+            self._line(f"{self._progress()} {meta['folder']} envoi : {values.get('message', 'fait')}")
+            return
+        text = f"{self._progress()} {meta['folder']} {meta['view']} : {OUTCOME_LABELS.get(outcome, outcome)}"
+        if outcome != "uptodate":
+            text += f" ({values.get('generator', '')}) en {values.get('seconds', 0):.1f} s"
+        if values.get("cost_usd"):
+            text += f", {values['cost_usd']:.3f} $"
+        if values.get("uncertain"):
+            text += f" — INCERTAIN, à vérifier : {values.get('notes')}"
+        self._line(text, "33" if values.get("uncertain") else None)
+
+    def add_failure(self, task, fail):
+        from doit.exceptions import TaskError
+
+        meta = _meta(task)
+        if not meta.get("kind"):
+            return  # a group (generate:<folder>) failing because one of its views did: said already
+        if isinstance(fail, TaskError) and not _is_unmet(fail):
+            self.unexpected += 1
+        msg = _failure_text(fail)
+        folder = meta.get("folder") or task.name
+        what = meta.get("view") or ("envoi" if meta.get("kind") == "upload" else task.name)
+        self.counts["failed"] += 1
+        self.failed.setdefault(folder, []).append(f"{what} : {msg}")
+        prefix = self._progress() if meta.get("kind") else "[!]"
+        self._line(f"{prefix} {folder} {what} : ÉCHEC — {msg}", "31")
+
+    def runtime_error(self, msg):
+        self._line(f"Erreur : {msg}", "31")
+
+    def complete_run(self):
+        c = self.counts
+        made = c["generated"] + c["cached"]
+        summary = f"Terminé : {made} générés, {c['uptodate']} à jour, {c['failed']} échecs"
+        extras = []
+        if c["cached"]:
+            extras.append(f"dont {c['cached']} repris sans nouvel appel payant")
+        if c["uploaded"]:
+            extras.append(f"{c['uploaded']} références envoyées")
+        if self.cost:
+            extras.append(f"coût {self.cost:.2f} $")
+        extras.append(f"{time.monotonic() - self.started:.1f} s")
+        self._line(f"{summary} ({', '.join(extras)})", "1")
+        for folder, reasons in sorted(self.failed.items()):
+            for reason in reasons:
+                self._line(f"  ✗ {folder} — {reason}", "31")
+
+
+# --- doit plan ---------------------------------------------------------------------------------
+
+class Plan(DoitCmdBase):
+    """doit has no dry run: say what the next run would build, why, and what it would cost."""
+
+    name = "plan"
+    doc_purpose = "dry run: what would be (re)generated or uploaded, why, and the estimated cost"
+    doc_usage = "[TASK ...]"
+    doc_description = None
+    cmd_options = ()
+
+    def _execute(self, pos_args=None):
+        from .plan import explain_plan
+
+        control = TaskControl(self.task_list)
+        control.process(self.sel_tasks)
+        try:
+            lines, code = explain_plan(control.tasks, control.selected_tasks, self.dep_manager)
+        finally:
+            self.dep_manager.close()
+        for line in lines:
+            self.outstream.write(line + "\n")
+        return code

@@ -1,0 +1,39 @@
+"""Content-addressed store of the generators' raw answers: the money-safe part of the pipeline.
+
+The key is the request's digest (model, instruction, every image's bytes, config, seed), so an
+identical request is answered from disk whatever happened to doit's state: `doit forget`,
+`doit clean`, a deleted database, or a re-run of post-processing. Answers are kept as received.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .imaging import atomic_write_bytes
+
+MIME_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
+
+
+class AnswerStore:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def _dir(self, key: str) -> Path:
+        return self.root / key[:2]
+
+    def get(self, key: str) -> tuple[bytes, dict] | None:
+        """(raw bytes, metadata) for `key`, or None."""
+        meta_path = self._dir(key) / f"{key}.json"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            return (self._dir(key) / meta["file"]).read_bytes(), meta
+        except (FileNotFoundError, KeyError, ValueError):
+            return None
+
+    def put(self, key: str, data: bytes, meta: dict) -> None:
+        """Store the answer first, then its metadata: a crash in between leaves no entry."""
+        name = key + MIME_SUFFIX.get(meta.get("mime", ""), ".bin")
+        atomic_write_bytes(self._dir(key) / name, data)
+        atomic_write_bytes(self._dir(key) / f"{key}.json",
+                           json.dumps({**meta, "file": name}, indent=1, sort_keys=True).encode())

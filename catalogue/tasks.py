@@ -1,0 +1,160 @@
+"""The task families, in the manner of Nikola's task plugins.
+
+Each family gathers exactly the settings that shape its output in one dict (`kw`), attaches
+`config_changed(kw)`, and yields plain task dicts: the graph reads like a table.
+
+    1_face:<folder>          photo (+ style ref)                      -> output/<folder>/1_face.png
+    2_back:<folder>          back photo (+ style ref, + 1_face)       -> output/<folder>/2_back.png
+    3_detail_logo:<folder>   finished 1_face (+ style ref)            -> output/<folder>/3_detail_logo.png
+    generate:<folder>        the views of one reference (a group)
+    upload:<folder>          the finished views -> the shop's backend -> output/<folder>/upload.json
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from doit.tools import config_changed
+
+from .build import ViewJob, fail_action, view_action
+from .discovery import Reference, StyleRefs
+from .models import API_VERSION
+from .settings import Settings
+from .views import VIEWS, VIEWS_BY_NAME, ViewSpec
+
+# Bump when the local renderer or the finishing of answers changes what they produce.
+LOCAL_RENDERER_VERSION = "1"
+FINISHING_VERSION = "1"
+
+
+def view_path(settings: Settings, folder: str, view: str) -> Path:
+    """The one spelling of a view's path: doit links tasks by identical file names."""
+    return settings.output_dir / folder / f"{view}.png"
+
+
+def view_config(settings: Settings, view: ViewSpec) -> dict:
+    """The settings that shape this view's image, whatever the reference."""
+    from .prompts import PROMPT_VERSION
+
+    kw = {"generator": settings.generator, "view": view.name, "output_size": settings.output_size}
+    if settings.generator == "gemini":
+        kw.update(model=settings.model, image_size=settings.image_size, api_version=API_VERSION,
+                  prompt_version=PROMPT_VERSION, finishing_version=FINISHING_VERSION,
+                  anchored=bool(view.anchor))
+    else:
+        kw.update(renderer_version=LOCAL_RENDERER_VERSION)
+    return kw
+
+
+def _source_path(settings: Settings, ref: Reference, view: ViewSpec) -> Path:
+    if view.source in VIEWS_BY_NAME:
+        return view_path(settings, ref.folder, view.source)
+    return ref.photos[view.source]
+
+
+def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, styles: StyleRefs) -> dict:
+    task = {"basename": view.name, "name": ref.folder, "io": {"capture": False},
+            "doc": f"{view.name} de {ref.folder}",
+            "meta": {"kind": "view", "folder": ref.folder, "view": view.name}}
+    style = styles.for_view(view.name, ref.folder)
+    if style is None:
+        return {**task, "actions": [(fail_action, [styles.missing_message(view.name)])]}
+    anchored = kw["generator"] == "gemini" and view.anchor is not None
+    config = {**kw, "seed": ref.seed(view.name)} if kw["generator"] == "gemini" else kw
+    job = ViewJob(folder=ref.folder, view=view.name, source=_source_path(settings, ref, view),
+                  style=style, output=view_path(settings, ref.folder, view.name),
+                  anchor=view_path(settings, ref.folder, view.anchor) if anchored else None, config=config)
+    task["meta"]["job"] = job
+    return {**task,
+            "file_dep": [str(p) for p in job.inputs.values()],
+            "targets": [str(job.output), str(job.output.with_suffix(".json"))],
+            "actions": [(view_action, [settings, job])],
+            "uptodate": [config_changed(config)]}
+
+
+def view_tasks(settings: Settings, refs: list[Reference]):
+    """One task per (reference, view); a reference that cannot be built gets one failing task."""
+    styles = StyleRefs(settings.refs_dir)
+    kws = {view.name: view_config(settings, view) for view in VIEWS}
+    for ref in refs:
+        if ref.problem:
+            yield {"basename": VIEWS[0].name, "name": ref.folder, "io": {"capture": False},
+                   "meta": {"kind": "view", "folder": ref.folder, "view": VIEWS[0].name},
+                   "actions": [(fail_action, [ref.problem])]}
+            continue
+        for name in ref.views:
+            view = VIEWS_BY_NAME[name]
+            yield _view_task(settings, ref, view, kws[name], styles)
+
+
+def generate_tasks(refs: list[Reference]):
+    """`generate:<folder>`: the views of one reference; `generate` alone: every reference."""
+    for ref in refs:
+        views = ref.views if not ref.problem else (VIEWS[0].name,)
+        yield {"name": ref.folder, "actions": None, "doc": f"les vues de {ref.folder}",
+               "task_dep": [f"{v}:{ref.folder}" for v in views]}
+
+
+def missing_photos_dir_task(settings: Settings) -> dict:
+    return {"doc": "toutes les vues à (re)faire", "io": {"capture": False},
+            "actions": [(fail_action, [f"Dossier introuvable : {settings.photos_dir}. Créez-le ou "
+                                       f"réglez PHOTOS_DIR."])]}
+
+
+def announcement(settings: Settings) -> str:
+    """The first line of every run: which generator, said loudly."""
+    if settings.generator == "gemini":
+        budget = f"budget MAX_COST {settings.max_cost:.2f} $" if settings.max_cost else "sans plafond MAX_COST"
+        return (f"Générateur : Gemini ({settings.model}, {settings.image_size}) — appels payants, {budget}.")
+    why = "GENERATOR=local" if settings.generator_chosen else "aucune clé GEMINI_API_KEY"
+    return (f"Générateur : LOCAL, aperçu hors ligne gratuit ({why}). Ces images ne sont pas "
+            f"publiées sans ALLOW_LOCAL_UPLOAD=1.")
+
+
+# --- upload -----------------------------------------------------------------------------------
+
+def _upload_action(settings: Settings, folder: str):
+    from doit.exceptions import TaskFailed
+
+    from .errors import PipelineError
+    from .upload import upload_reference
+
+    try:
+        outcome = upload_reference(settings, folder)
+    except PipelineError as exc:
+        return TaskFailed(exc.message)
+    if outcome.skipped_reason:
+        return TaskFailed(outcome.skipped_reason)
+    return {"outcome": "uploaded" if outcome.uploaded else "uptodate", "message": outcome.message,
+            "product_id": outcome.product_id}
+
+
+def _upload_current(settings: Settings, folder: str):
+    """doit uptodate: True when the stamp matches every finished view (nothing to send)."""
+    def check(task, values):
+        from .upload import needs_upload
+
+        return not needs_upload(settings, folder)
+    return check
+
+
+def upload_tasks(settings: Settings, refs: list[Reference]):
+    """`upload:<folder>`: the reference's finished views -> the shop (safe replace)."""
+    kw = {"backend_url": settings.backend_url, "mode": settings.upload_mode}
+    for ref in refs:
+        task = {"name": ref.folder, "doc": f"envoi des vues de {ref.folder} à la boutique",
+                "io": {"capture": False}, "meta": {"kind": "upload", "folder": ref.folder}}
+        if ref.problem:
+            yield {**task, "actions": [(fail_action, [ref.problem])]}
+            continue
+        views = [str(view_path(settings, ref.folder, v)) for v in ref.views]
+        yield {**task,
+               "file_dep": views,
+               "targets": [str(settings.output_dir / ref.folder / "upload.json")],
+               "actions": [(_upload_action, [settings, ref.folder])],
+               "uptodate": [config_changed(kw), _upload_current(settings, ref.folder)]}
+
+
+def all_generate_tasks(settings: Settings, refs: list[Reference]):
+    yield from view_tasks(settings, refs)
+    yield from generate_tasks(refs)

@@ -1,0 +1,46 @@
+"""The catalogue pipeline: raw photos -> house-style views -> the shop (see README.md).
+
+Thin on purpose: read the settings, discover the references, yield the task families.
+    doit                        every stale view            doit generate:<folder>   one reference
+    doit upload                 every changed reference     doit upload:<folder>     one reference
+    doit plan                   dry run with reasons and cost
+    doit check_api              is the Gemini key / model usable (generates nothing)
+"""
+
+import sys
+from pathlib import Path
+
+from doit import get_var
+
+from catalogue import tasks
+from catalogue.discovery import discover_references
+from catalogue.doit_integration import ProgressReporter, doit_config, handle_sigterm
+from catalogue.errors import PipelineError
+from catalogue.settings import load_settings
+
+handle_sigterm()
+try:
+    SETTINGS = load_settings(Path(__file__).parent, model_override=get_var("model"))
+except PipelineError as exc:
+    sys.exit(f"Réglages invalides : {exc}")
+try:
+    REFS = discover_references(SETTINGS.photos_dir)
+except FileNotFoundError:
+    REFS = None  # reported by the `generate` task: « Dossier introuvable »
+
+ProgressReporter.announcement = tasks.announcement(SETTINGS)
+DOIT_CONFIG = doit_config(ProgressReporter)
+
+
+def task_generate():
+    """Generate every stale view (1_face, 2_back, 3_detail_logo) of every reference."""
+    if REFS is None:
+        return tasks.missing_photos_dir_task(SETTINGS)
+    return tasks.all_generate_tasks(SETTINGS, REFS)
+
+
+def task_upload():
+    """Upload every reference whose views changed since its last upload."""
+    if REFS is None:
+        return tasks.missing_photos_dir_task(SETTINGS)
+    return tasks.upload_tasks(SETTINGS, REFS)
