@@ -38,6 +38,11 @@ class Reference:
         """The views this reference gets: 2_back only when a back photo exists."""
         return tuple(v.name for v in VIEWS if v.source != "back" or "back" in self.photos)
 
+    @property
+    def task_name(self) -> str:
+        """The folder as a doit task name (doit refuses '=' and splits on ':')."""
+        return self.folder if not self.problem else re.sub(r"[^A-Za-z0-9._-]", "_", self.folder)
+
     def seed(self, view: str) -> int:
         return int(self.seeds.get(view, 0))
 

@@ -124,10 +124,6 @@ def _is_unmet(fail) -> bool:
 
 def _failure_text(fail) -> str:
     """The French message of a TaskFailed, or the last line of an unexpected error."""
-    from doit.exceptions import UnmetDependency
-
-    if isinstance(fail, UnmetDependency):
-        return "dépend d'une vue en échec"
     exc = getattr(fail, "exception", None)
     if exc is not None and not isinstance(exc, Exception):
         exc = None
@@ -221,15 +217,18 @@ class ProgressReporter(ConsoleReporter):
         meta = _meta(task)
         if not meta.get("kind"):
             return  # a group (generate:<folder>) failing because one of its views did: said already
-        if isinstance(fail, TaskError) and not _is_unmet(fail):
+        folder = meta.get("folder") or task.name
+        what = meta.get("view") or "envoi"
+        if _is_unmet(fail):  # the cause is reported on its own line
+            self.counts["blocked"] += 1
+            self._line(f"{self._progress()} {folder} {what} : non fait (une vue dont il dépend a échoué)")
+            return
+        if isinstance(fail, TaskError):
             self.unexpected += 1
         msg = _failure_text(fail)
-        folder = meta.get("folder") or task.name
-        what = meta.get("view") or ("envoi" if meta.get("kind") == "upload" else task.name)
         self.counts["failed"] += 1
         self.failed.setdefault(folder, []).append(f"{what} : {msg}")
-        prefix = self._progress() if meta.get("kind") else "[!]"
-        self._line(f"{prefix} {folder} {what} : ÉCHEC — {msg}", "31")
+        self._line(f"{self._progress()} {folder} {what} : ÉCHEC — {msg}", "31")
 
     def runtime_error(self, msg):
         self._line(f"Erreur : {msg}", "31")

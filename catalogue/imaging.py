@@ -132,8 +132,8 @@ def open_image(path: Path | str, *, max_pixels: int, what: str = "la photo",
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{what.capitalize()} {path.name} dépasse la limite de pixels : "
-                         f"réduisez-la ou relevez MAX_PIXELS.")
+        raise InputError(f"{what.capitalize()} {path.name} est trop grande (au-delà de la limite de "
+                         f"pixels, image piégée ?) : réduisez-la ou relevez MAX_PIXELS.")
     except Image.UnidentifiedImageError:
         raise InputError(f"{what.capitalize()} {path.name} n'est pas une image lisible "
                          f"(format inconnu ou fichier texte) : remplacez-la par un JPEG, PNG ou HEIC.")

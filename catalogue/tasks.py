@@ -78,7 +78,7 @@ def view_tasks(settings: Settings, refs: list[Reference]):
     kws = {view.name: view_config(settings, view) for view in VIEWS}
     for ref in refs:
         if ref.problem:
-            yield {"basename": VIEWS[0].name, "name": ref.folder, "io": {"capture": False},
+            yield {"basename": VIEWS[0].name, "name": ref.task_name, "io": {"capture": False},
                    "meta": {"kind": "view", "folder": ref.folder, "view": VIEWS[0].name},
                    "actions": [(fail_action, [ref.problem])]}
             continue
@@ -91,12 +91,13 @@ def generate_tasks(refs: list[Reference]):
     """`generate:<folder>`: the views of one reference; `generate` alone: every reference."""
     for ref in refs:
         views = ref.views if not ref.problem else (VIEWS[0].name,)
-        yield {"name": ref.folder, "actions": None, "doc": f"les vues de {ref.folder}",
-               "task_dep": [f"{v}:{ref.folder}" for v in views]}
+        yield {"name": ref.task_name, "actions": None, "doc": f"les vues de {ref.folder}",
+               "task_dep": [f"{v}:{ref.task_name}" for v in views]}
 
 
 def missing_photos_dir_task(settings: Settings) -> dict:
     return {"doc": "toutes les vues à (re)faire", "io": {"capture": False},
+            "meta": {"kind": "view", "folder": settings.photos_dir.name, "view": "dossier"},
             "actions": [(fail_action, [f"Dossier introuvable : {settings.photos_dir}. Créez-le ou "
                                        f"réglez PHOTOS_DIR."])]}
 
@@ -142,7 +143,7 @@ def upload_tasks(settings: Settings, refs: list[Reference]):
     """`upload:<folder>`: the reference's finished views -> the shop (safe replace)."""
     kw = {"backend_url": settings.backend_url, "mode": settings.upload_mode}
     for ref in refs:
-        task = {"name": ref.folder, "doc": f"envoi des vues de {ref.folder} à la boutique",
+        task = {"name": ref.task_name, "doc": f"envoi des vues de {ref.folder} à la boutique",
                 "io": {"capture": False}, "meta": {"kind": "upload", "folder": ref.folder}}
         if ref.problem:
             yield {**task, "actions": [(fail_action, [ref.problem])]}

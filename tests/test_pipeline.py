@@ -1,0 +1,167 @@
+"""The incremental pipeline, through real doit runs in a temporary project (local renderer)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+
+import pytest
+from conftest import garment_photo
+
+SUMMARY = re.compile(r"Terminé : (\d+) générés, (\d+) à jour, (\d+) échecs")
+
+
+def summary(proc) -> tuple[int, int, int]:
+    m = SUMMARY.search(proc.stdout)
+    assert m, proc.stdout + proc.stderr
+    return tuple(int(g) for g in m.groups())
+
+
+def built(proc) -> set[str]:
+    """'folder view' of every view the run generated (from its progress lines)."""
+    return {f"{m[1]} {m[2]}" for m in re.finditer(r"^\[\d+/\d+\] (\S+) (\S+) : généré", proc.stdout, re.M)}
+
+
+@pytest.fixture
+def three_refs(project):
+    project.photo("L100001-V09A", "face.jpg", seed=1)
+    project.photo("L100001-V09A", "back.jpg", seed=2, logo=False)
+    project.photo("SI-8015-V0029", "face.jpg", colour=(140, 30, 40), seed=3)
+    project.photo("B100004-V20", "Face.JPG", colour=(70, 90, 50), seed=4)
+    return project
+
+
+ALL_VIEWS = {"L100001-V09A 1_face", "L100001-V09A 2_back", "L100001-V09A 3_detail_logo",
+             "SI-8015-V0029 1_face", "SI-8015-V0029 3_detail_logo",
+             "B100004-V20 1_face", "B100004-V20 3_detail_logo"}
+
+
+def test_first_run_builds_everything_and_second_run_nothing(three_refs):
+    first = three_refs.doit()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.splitlines()[0].startswith("Générateur : LOCAL")
+    assert built(first) == ALL_VIEWS
+    assert summary(first) == (7, 0, 0)
+    assert not (three_refs.output / "SI-8015-V0029" / "2_back.png").exists()  # no back photo, no back view
+    before = three_refs.mtimes()
+
+    second = three_refs.doit()
+    assert second.returncode == 0
+    assert summary(second) == (0, 7, 0)
+    assert built(second) == set()
+    assert three_refs.mtimes() == before
+
+
+def test_changed_face_photo_rebuilds_exactly_its_face_and_detail(three_refs):
+    three_refs.doit(check=True)
+    garment_photo(three_refs.root / "photos/L100001-V09A/face.jpg", colour=(20, 90, 60), seed=9)
+    run = three_refs.doit(check=True)
+    # The local renderer does not anchor the back on the face, so 2_back stays.
+    assert built(run) == {"L100001-V09A 1_face", "L100001-V09A 3_detail_logo"}
+
+
+def test_changed_detail_style_reference_rebuilds_only_detail_views(three_refs):
+    from conftest import style_ref
+
+    three_refs.doit(check=True)
+    style_ref(three_refs.root / "refs/3_detail_logo.png", "3_detail_logo", size=(240, 300))
+    run = three_refs.doit(check=True)
+    assert built(run) == {v for v in ALL_VIEWS if v.endswith("3_detail_logo")}
+
+
+def test_deleted_output_rebuilds_only_itself(three_refs):
+    three_refs.doit(check=True)
+    (three_refs.output / "L100001-V09A/1_face.png").unlink()
+    run = three_refs.doit(check=True)
+    # 1_face comes back identical (deterministic), so its detail view is not redone.
+    assert built(run) == {"L100001-V09A 1_face"}
+
+
+def test_lost_doit_state_or_forget_costs_nothing(three_refs):
+    three_refs.doit(check=True)
+    before = three_refs.mtimes()
+    for f in three_refs.root.glob(".doit.sqlite*"):
+        f.unlink()
+    run = three_refs.doit(check=True)
+    assert summary(run)[0] == 0 and built(run) == set()
+    assert three_refs.mtimes() == before
+    three_refs.doit("forget", "1_face:L100001-V09A", check=True)
+    run = three_refs.doit(check=True)
+    assert built(run) == set() and three_refs.mtimes() == before
+
+
+def test_bare_forget_and_clean_keep_the_catalogue(three_refs):
+    three_refs.doit(check=True)
+    before = three_refs.mtimes()
+    forget = three_refs.doit("forget")
+    assert "no tasks specified" in forget.stdout  # refused: a task must be named
+    three_refs.doit("clean", check=True)
+    assert three_refs.mtimes() == before
+    run = three_refs.doit(check=True)
+    assert summary(run) == (0, 7, 0) and "déjà à jour" not in run.stdout  # doit still knows them all
+
+
+def test_one_reference_by_name(three_refs):
+    run = three_refs.doit("generate:SI-8015-V0029", check=True)
+    assert built(run) == {"SI-8015-V0029 1_face", "SI-8015-V0029 3_detail_logo"}
+
+
+def test_parallel_threads_give_whole_lines(three_refs):
+    run = three_refs.doit("-n", "2", check=True)
+    lines = [ln for ln in run.stdout.splitlines() if ln.startswith("[")]
+    assert len(lines) == 7
+    assert all(re.match(r"^\[\d+/7\] \S+ \S+ : généré \(local\) en [\d.]+ s", ln) for ln in lines), lines
+
+
+def test_plan_agrees_with_the_next_run(three_refs):
+    plan = three_refs.doit("plan", check=True)
+    assert "Plan : 7 vues à générer" in plan.stdout
+    three_refs.doit(check=True)
+    garment_photo(three_refs.root / "photos/B100004-V20/Face.JPG", colour=(200, 120, 30), seed=5)
+    (three_refs.output / "SI-8015-V0029/3_detail_logo.png").unlink()
+    plan = three_refs.doit("plan", check=True)
+    planned = {" ".join(m.groups()) for m in re.finditer(r"à générer  (\S+) (\S+) — ", plan.stdout)}
+    assert planned == {"B100004-V20 1_face", "B100004-V20 3_detail_logo", "SI-8015-V0029 3_detail_logo"}
+    assert "entrée modifiée (Face.JPG)" in plan.stdout
+    assert "amont reconstruit (1_face)" in plan.stdout
+    assert "image absente" in plan.stdout
+    assert built(three_refs.doit(check=True)) == planned
+    assert "Plan : 0 vues à générer" in three_refs.doit("plan", check=True).stdout
+
+
+def _many_refs(project, n):
+    for i in range(n):
+        project.photo(f"R{i:03d}-V1", "face.jpg", size=(900, 1200), seed=i)
+    return project
+
+
+def test_sigterm_keeps_finished_work(project):
+    _many_refs(project, 16)
+    proc = project.start_doit()
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if sum(1 for s in seen if " : généré" in s) >= 4:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    finished = built(type("P", (), {"stdout": "".join(seen) + rest})())
+    assert 4 <= len(finished) < 32
+    run = project.doit(check=True)
+    again = built(run) | {f"{m[1]} {m[2]}" for m in re.finditer(r"(\S+) (\S+) : déjà à jour", run.stdout)}
+    assert not (again & finished), "views finished before SIGTERM were processed again"
+    assert summary(run)[0] + len(finished) == 32
+
+
+def test_two_overlapping_runs_never_build_a_view_twice(project):
+    _many_refs(project, 12)
+    first = project.start_doit()
+    line = first.stdout.readline()  # the first run holds the lock once it prints
+    assert line.startswith("Générateur")
+    second = project.doit()
+    out, _ = first.communicate(timeout=120)
+    assert second.returncode == 0
+    assert "Une autre exécution est déjà en cours" in second.stdout
+    assert built(second) == set()
+    assert first.returncode == 0 and len(built(type("P", (), {"stdout": out})())) == 24
