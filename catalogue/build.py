@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from PIL import Image
-
 from .errors import GenerationError, PipelineError
-from .imaging import open_image, save_png_atomic, sha256_bytes
+from .files import sha256_bytes
 from .provenance import inputs_digest, is_current, write_sidecar
 from .settings import Settings
 from .store import AnswerStore
@@ -50,6 +48,10 @@ class ViewJob:
 
 def output_size(settings: Settings, style: Path) -> tuple[int, int]:
     """OUTPUT_SIZE when set, else the style reference's upright size (header read only)."""
+    from PIL import Image
+
+    from .imaging import open_image
+
     if settings.output_size:
         return settings.output_size
     try:
@@ -63,6 +65,7 @@ def output_size(settings: Settings, style: Path) -> tuple[int, int]:
 
 
 def _render_local(settings: Settings, job: ViewJob, size: tuple[int, int]):
+    from .imaging import open_image
     from .local_renderer import render_view
 
     upstream = VIEWS_BY_NAME[job.view].source
@@ -76,6 +79,8 @@ def _render_local(settings: Settings, job: ViewJob, size: tuple[int, int]):
 
 
 def _generate_gemini(settings: Settings, job: ViewJob, size: tuple[int, int]):
+    from PIL import Image
+
     from .finishing import finish
     from .gemini import ImageRequest, nearest_aspect_ratio, prepare_image, shared_generator
     from .prompts import instruction_for
@@ -125,6 +130,8 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
     digest, files = inputs_digest(job.config, job.inputs)
     if is_current(job.output, digest):
         return {"outcome": "uptodate", "seconds": 0.0}
+    from .imaging import save_png_atomic
+
     size = output_size(settings, job.style)
     if job.config["generator"] == "gemini":
         image, info = _generate_gemini(settings, job, size)

@@ -14,8 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .imaging import IMAGE_SUFFIXES
-from .views import PHOTO_NAMES, VIEWS
+from .views import IMAGE_SUFFIXES, PHOTO_NAMES, VIEWS
 
 # Folder names become doit task names: '=' would be read as a doit variable, ':' splits task
 # names, and whitespace breaks shell use. The shop's references use letters, digits, '-' and '.'.

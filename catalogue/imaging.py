@@ -1,4 +1,4 @@
-"""Image files in and out: safe decoding of phone photos, atomic writes, hashing.
+"""Image files in and out: safe decoding of phone photos, encoding, atomic saving.
 
 Every image the pipeline reads goes through `open_image` (upright, RGB, size-capped, clear French
 errors); every file it writes goes through `atomic_write_bytes`, so a crash never leaves a
@@ -7,10 +7,7 @@ half-written file where doit or the shop would take it as done.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,6 +15,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import InputError
+from .views import IMAGE_SUFFIXES  # noqa: F401 (re-exported)
+from .files import atomic_write_bytes, sha256_bytes, sha256_file  # noqa: F401 (re-exported)
 
 try:  # HEIC/HEIF straight from the shop's iPhone
     from pillow_heif import register_heif_opener
@@ -26,39 +25,7 @@ try:  # HEIC/HEIF straight from the shop's iPhone
 except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
     pass
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
 HOUSE_GREY = (243, 243, 243)  # #F3F3F3
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def png_bytes(img: Image.Image) -> bytes:

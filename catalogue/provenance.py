@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from .imaging import atomic_write_bytes, sha256_file
+from .files import atomic_write_bytes, sha256_file
 
 
 def sidecar_path(view_png: Path) -> Path:

@@ -37,6 +37,9 @@ VIEWS: tuple[ViewSpec, ...] = (
 VIEW_NAMES = {"1_face", "2_back", "3_detail_logo"}
 VIEWS_BY_NAME = {v.name: v for v in VIEWS}
 
+# Image files the pipeline reads (HEIC/HEIF: the shop's iPhone).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
+
 # Accepted stems of the raw photos in photos/<folder>/ (matched case-insensitively).
 PHOTO_NAMES = {
     "face": ("face", "1_face"),
