@@ -33,14 +33,19 @@ DOIT_CONFIG = doit_config(ProgressReporter)
 
 
 def task_generate():
-    """Generate every stale view (1_face, 2_back, 3_detail_logo) of every reference."""
+    """Fabrique les vues manquantes ou périmées (1_face, 2_back, 3_detail_logo) de chaque référence."""
     if REFS is None:
         return tasks.missing_photos_dir_task(SETTINGS)
     return tasks.all_generate_tasks(SETTINGS, REFS)
 
 
 def task_upload():
-    """Upload every reference whose views changed since its last upload."""
+    """Envoie à la boutique chaque référence dont les vues ont changé depuis le dernier envoi."""
     if REFS is None:
         return tasks.missing_photos_dir_task(SETTINGS)
     return tasks.upload_tasks(SETTINGS, REFS)
+
+
+def task_check_api():
+    """Vérifie la clé Gemini, le modèle et le quota, sans rien générer."""
+    return tasks.check_api_task(SETTINGS)

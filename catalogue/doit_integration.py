@@ -274,3 +274,30 @@ class Plan(DoitCmdBase):
         for line in lines:
             self.outstream.write(line + "\n")
         return code
+
+
+# --- doit reroll --------------------------------------------------------------------------------
+
+class Reroll(DoitCmdBase):
+    """A deliberate re-roll of one view: a new seed recorded for it, then the reference rebuilt."""
+
+    name = "reroll"
+    doc_purpose = "re-roll one view with a new seed (a new paid Gemini call), then rebuild the reference"
+    doc_usage = "FOLDER VIEW"
+    doc_description = None
+    cmd_options = ()
+
+    def _execute(self, pos_args=None):
+        import subprocess
+
+        from .reroll import bump_seed
+        from .settings import load_settings
+
+        self.dep_manager.close()
+        try:
+            folder, view, seed = bump_seed(load_settings(os.getcwd()), pos_args or [])
+        except Exception as exc:  # PipelineError: a French message for the operator
+            print(str(exc), flush=True)
+            return 1
+        print(f"Nouveau tirage pour {folder} / {view} (graine {seed}) : génération…", flush=True)
+        return subprocess.call([sys.executable, "-m", "doit", f"generate:{folder}"])

@@ -76,6 +76,8 @@ def view_tasks(settings: Settings, refs: list[Reference]):
     """One task per (reference, view); a reference that cannot be built gets one failing task."""
     styles = StyleRefs(settings.refs_dir)
     kws = {view.name: view_config(settings, view) for view in VIEWS}
+    for view in VIEWS:  # the family's own line in `doit list`
+        yield {"basename": view.name, "name": None, "doc": f"la vue {view.name} de chaque référence"}
     for ref in refs:
         if ref.problem:
             yield {"basename": VIEWS[0].name, "name": ref.task_name, "io": {"capture": False},
@@ -159,3 +161,21 @@ def upload_tasks(settings: Settings, refs: list[Reference]):
 def all_generate_tasks(settings: Settings, refs: list[Reference]):
     yield from view_tasks(settings, refs)
     yield from generate_tasks(refs)
+
+
+def check_api_task(settings: Settings) -> dict:
+    """`doit check_api`: key valid, model reachable, rate-limited or not; generates nothing."""
+    return {"actions": [(_check_api_action, [settings])], "uptodate": [False], "io": {"capture": False},
+            "meta": {"kind": "check", "folder": "Gemini", "view": "vérification"}}
+
+
+def _check_api_action(settings: Settings):
+    from doit.exceptions import TaskFailed
+
+    if not settings.gemini_api_key:
+        return TaskFailed("GEMINI_API_KEY est vide : ajoutez la clé dans .env pour utiliser Gemini.")
+    from .gemini import check_api
+
+    ok, message = check_api(settings)
+    print(message, flush=True)
+    return None if ok else TaskFailed(message)
