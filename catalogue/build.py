@@ -22,8 +22,9 @@ from .settings import Settings
 from .store import AnswerStore
 from .views import VIEW_NAMES, VIEWS_BY_NAME
 
-# Work size for the local renderer: large enough for any output size we produce.
-LOCAL_WORK_SIDE = 2600
+# The local renderer reads photos at this multiple of the output's long side: the garment fills
+# more of the output than of the photo, so this keeps full detail without decoding 24 Mpx.
+LOCAL_WORK_SCALE = 1.6
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ def _render_local(settings: Settings, job: ViewJob, size: tuple[int, int]):
 
     upstream = VIEWS_BY_NAME[job.view].source
     what = f"la vue {upstream}" if upstream in VIEW_NAMES else "la photo"
-    source = open_image(job.source, max_pixels=settings.max_pixels, what=what, max_side=LOCAL_WORK_SIDE)
+    work_side = max(1200, int(LOCAL_WORK_SCALE * max(size)))
+    source = open_image(job.source, max_pixels=settings.max_pixels, what=what, max_side=work_side)
     style = open_image(job.style, max_pixels=settings.max_pixels, what="la référence de style", max_side=1600)
     result = render_view(job.view, source, style, out_size=size)
     return result.image, {"generator": "local", "uncertain": result.uncertain, "notes": list(result.notes),

@@ -46,6 +46,30 @@ def save_png_atomic(img: Image.Image, path: Path | str) -> bytes:
     return data
 
 
+_SRGB = None
+
+
+def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+    """Convert from the embedded colour profile (the iPhone writes Display P3) to sRGB, so that
+    colours are judged and sent as the phone showed them."""
+    global _SRGB
+    if not icc or img.mode != "RGB":
+        return img
+    from PIL import ImageCms
+
+    try:
+        if _SRGB is None:
+            _SRGB = ImageCms.createProfile("sRGB")
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if src.profile.xcolor_space.strip() != "RGB":
+            return img
+        if "srgb" in (ImageCms.getProfileDescription(src) or "").lower():
+            return img
+        return ImageCms.profileToProfile(img, src, _SRGB, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return img  # a broken profile: keep the pixels as they are
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Any mode (CMYK, 16-bit, palette, alpha, greyscale) -> 8-bit RGB; transparency -> house grey."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -91,11 +115,15 @@ def open_image(path: Path | str, *, max_pixels: int, what: str = "la photo",
                     raise InputError(
                         f"{what.capitalize()} {path.name} est trop grande ({w}×{h} = {w * h / 1e6:.0f} Mpx, "
                         f"limite {max_pixels / 1e6:.0f} Mpx) : réduisez-la ou relevez MAX_PIXELS.")
-                if max_side and img.format == "JPEG":
-                    img.draft("RGB", (max_side, max_side))
+                if max_side and img.format == "JPEG" and max(w, h) > max_side:
+                    scale = max_side / max(w, h)  # draft keeps at least this size on both sides
+                    img.draft("RGB", (int(w * scale) + 1, int(h * scale) + 1))
                 img.load()
+                icc = img.info.get("icc_profile")
                 img = _to_rgb(ImageOps.exif_transpose(img))
-                return downscale(img, max_side) if max_side else img
+                if max_side:
+                    img = downscale(img, max_side)
+                return _to_srgb(img, icc)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
