@@ -23,7 +23,8 @@ from PIL import Image, ImageFilter
 
 from .framing import Framing, measure_framing, placement
 from .imaging import HOUSE_GREY
-from .segmentation import bbox, box_sum, close_mask, erode, fill_holes, garment_mask, keep_largest, work_copy
+from .segmentation import (bbox, box_sum, close_mask, erode, fill_holes, garment_mask, keep_largest,
+                           open_mask, work_copy)
 
 GREY = HOUSE_GREY[0]
 SHADOW_STRENGTH = 0.16   # darkest shadow = 16 % below the house grey, under the garment's edge
@@ -159,6 +160,8 @@ def find_logo(arr: np.ndarray, fg: np.ndarray) -> tuple[float, float, float] | N
     roi &= inner
     spread = float(np.median(contrast[inner])) if inner.any() else 0.0
     hot = roi & (contrast > max(45.0, 4.0 * spread + 20.0))
+    # A logo is a compact patch; seams and fold lines are thin: an opening removes those.
+    hot = open_mask(hot, max(1, round(gw * 0.008)))
     if hot.sum() < 6:
         return None
     win = max(2, round(gw * 0.05))

@@ -23,7 +23,7 @@ from .settings import Settings
 from .views import VIEWS, VIEWS_BY_NAME, ViewSpec
 
 # Bump when the local renderer or the finishing of answers changes what they produce.
-LOCAL_RENDERER_VERSION = "1"
+LOCAL_RENDERER_VERSION = "2"
 FINISHING_VERSION = "1"
 
 
