@@ -1,0 +1,116 @@
+"""Reference lookup: folder -> product id, on a real PostgreSQL (or the PRODUCTS_MAP CSV)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from catalogue import lookup  # noqa: E402
+from catalogue.errors import UploadError  # noqa: E402
+from catalogue.lookup import resolve_product_id  # noqa: E402
+from catalogue.settings import load_settings  # noqa: E402
+from tests.fakes.postgres import shared_cluster  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    return shared_cluster()
+
+
+@pytest.fixture
+def pg(pg_cluster):
+    pg_cluster.reset()
+    return pg_cluster
+
+
+def settings_for(tmp_path, **env):
+    return load_settings(tmp_path, environ={"GENERATOR": "local", **env})
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_folder_with_slash_reference(pg, tmp_path):
+    pid = pg.add_product("L100001/V09A")
+    pg.add_product("L100002/V09A")
+    assert resolve_product_id(settings_for(tmp_path, DATABASE_URL=pg.url), "L100001-V09A") == (pid, "L100001/V09A")
+
+
+def test_reference_containing_dash(pg, tmp_path):
+    pg.add_product("SI-8015/V0029")
+    pid = pg.add_product("REF-001")
+    s = settings_for(tmp_path, DATABASE_URL=pg.url)
+    assert resolve_product_id(s, "REF-001") == (pid, "REF-001")
+    assert resolve_product_id(s, "SI-8015-V0029")[1] == "SI-8015/V0029"
+
+
+def test_ambiguous_reference_lists_both(pg, tmp_path):
+    pg.add_product("REF-001")
+    pg.add_product("REF/001")
+    with pytest.raises(UploadError) as exc:
+        resolve_product_id(settings_for(tmp_path, DATABASE_URL=pg.url), "REF-001")
+    assert "« REF-001 »" in exc.value.message and "« REF/001 »" in exc.value.message
+
+
+def test_unknown_reference(pg, tmp_path):
+    pg.add_product("L100001/V09A")
+    with pytest.raises(UploadError) as exc:
+        resolve_product_id(settings_for(tmp_path, DATABASE_URL=pg.url), "FAKE")
+    assert exc.value.message == "Aucun produit trouvé pour la référence « FAKE »"
+
+
+def test_query_is_parameterised(pg, tmp_path):
+    pg.add_product("L100001/V09A")
+    with pytest.raises(UploadError, match="Aucun produit trouvé"):
+        resolve_product_id(settings_for(tmp_path, DATABASE_URL=pg.url), "x' OR '1'='1")
+
+
+def test_connection_is_read_only(pg, tmp_path, monkeypatch):
+    monkeypatch.setattr(lookup, "QUERY", "INSERT INTO products (name, reference) VALUES ('x', %s) RETURNING id, reference")
+    with pytest.raises(UploadError, match="read-only"):
+        resolve_product_id(settings_for(tmp_path, DATABASE_URL=pg.url), "NEW-REF")
+    with psycopg.connect(pg.url) as conn:
+        assert conn.execute("SELECT count(*) FROM products").fetchone()[0] == 0
+
+
+def test_database_down_mentions_tunnel_not_password(tmp_path):
+    url = f"postgresql://reboul:S3cretPassw0rd@127.0.0.1:{closed_port()}/reboul"
+    with pytest.raises(UploadError) as exc:
+        resolve_product_id(settings_for(tmp_path, DATABASE_URL=url), "L100001-V09A")
+    msg = exc.value.message
+    assert "tunnel SSH" in msg and "DATABASE_URL" in msg and "127.0.0.1" in msg
+    assert "S3cretPassw0rd" not in msg and "S3cretPassw0rd" not in repr(exc.value)
+
+
+def test_neither_database_nor_map(tmp_path):
+    with pytest.raises(UploadError) as exc:
+        resolve_product_id(settings_for(tmp_path), "L100001-V09A")
+    assert "DATABASE_URL" in exc.value.message and "PRODUCTS_MAP" in exc.value.message
+
+
+def test_products_map_with_and_without_header(tmp_path):
+    (tmp_path / "with.csv").write_text("reference,product_id\nL100001/V09A,12\nREF-001,7\n")
+    (tmp_path / "without.csv").write_text("L100001/V09A;12\nREF-001;7\n")
+    for name in ("with.csv", "without.csv"):
+        s = settings_for(tmp_path, PRODUCTS_MAP=name)
+        assert resolve_product_id(s, "L100001-V09A") == (12, "L100001/V09A")
+        assert resolve_product_id(s, "REF-001") == (7, "REF-001")
+        with pytest.raises(UploadError, match="Aucun produit trouvé pour la référence « NOPE »"):
+            resolve_product_id(s, "NOPE")
+
+
+def test_products_map_ambiguous_and_missing(tmp_path):
+    (tmp_path / "map.csv").write_text("REF-001,7\nREF/001,8\n")
+    with pytest.raises(UploadError, match="plusieurs produits"):
+        resolve_product_id(settings_for(tmp_path, PRODUCTS_MAP="map.csv"), "REF-001")
+    with pytest.raises(UploadError, match="PRODUCTS_MAP introuvable"):
+        resolve_product_id(settings_for(tmp_path, PRODUCTS_MAP="absent.csv"), "REF-001")

@@ -1,0 +1,641 @@
+"""Upload: safe replace with an intent journal, against the backend double on a real PostgreSQL.
+
+Real `requests`, real `psycopg`, real PostgreSQL (tests/fakes/postgres.py starts one per session);
+the backend double (tests/fakes/reboul_backend.py) is new for every test, the tables are emptied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from catalogue import backend as backend_mod  # noqa: E402
+from catalogue import upload as upload_mod  # noqa: E402
+from catalogue.errors import UploadError  # noqa: E402
+from catalogue.settings import load_settings  # noqa: E402
+from catalogue.upload import INTENT_NAME, STAMP_NAME, needs_upload, upload_reference  # noqa: E402
+from tests.fakes.postgres import shared_cluster  # noqa: E402
+from tests.fakes.reboul_backend import ReboulBackend, parse_multipart  # noqa: E402
+
+VIEWS = ("1_face", "2_back", "3_detail_logo")
+ORDERS = {"1_face": 0, "2_back": 1, "3_detail_logo": 2}
+TOKEN = "tok-Sup3rS3cret-bearer-value"
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def view_png(seed: int, size=(48, 64)) -> bytes:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_view(output: Path, folder: str, view: str, data: bytes | None = None, *, seed: int = 0,
+               generator: str = "gemini") -> bytes:
+    """A finished view and its minimal provenance sidecar, as the generators leave them."""
+    data = view_png(seed * 10 + ORDERS[view]) if data is None else data
+    d = output / folder
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{view}.png").write_bytes(data)
+    (d / f"{view}.json").write_text(json.dumps({
+        "view": view, "folder": folder, "generator": generator, "output_sha256": hashlib.sha256(data).hexdigest(),
+        "qa": {"verdict": "pass", "checks": {}}}))
+    return data
+
+
+def write_views(output: Path, folder: str, *, seed: int = 0, views=VIEWS, generator="gemini") -> dict[str, bytes]:
+    return {v: write_view(output, folder, v, seed=seed, generator=generator) for v in views}
+
+
+def image_bytes(backend, images):
+    return [backend.file_bytes(img) for img in images]
+
+
+class Crash(BaseException):
+    """Stands for the process dying (kill -9, power cut): not an exception the code may handle."""
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    return shared_cluster()
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch):
+    monkeypatch.setattr(backend_mod, "BACKOFF", 0.01)
+
+
+class Shop:
+    def __init__(self, pg, backend, root: Path):
+        self.pg = pg
+        self.backend = backend
+        self.root = root
+        self.output = root / "output"
+        self.output.mkdir()
+        self.env = {"GENERATOR": "local", "DATABASE_URL": pg.url, "BACKEND_URL": backend.url}
+
+    def settings(self, **env):
+        return load_settings(self.root, environ={**self.env, **env})
+
+    def upload(self, folder: str, **env):
+        return upload_reference(self.settings(**env), folder)
+
+    def needs(self, folder: str, **env) -> bool:
+        return needs_upload(self.settings(**env), folder)
+
+    def images(self, pid: int) -> list[dict]:
+        r = requests.get(f"{self.backend.url}/products/{pid}/images", timeout=5,
+                         headers={"Authorization": f"Bearer {self.backend.token}"} if self.backend.token else {})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def seed_images(self, pid: int, n: int = 2) -> list[dict]:
+        """Images the product already shows (uploaded by the old tool)."""
+        files = [("files", (f"old{i}.png", view_png(1000 + i), "image/png")) for i in range(n)]
+        r = requests.post(f"{self.backend.url}/products/{pid}/images/bulk",
+                          params={"orders": ",".join(str(i) for i in range(n))}, files=files, timeout=5)
+        assert r.status_code == 201, r.text
+        self.backend.clear_log()
+        return r.json()
+
+    def posts(self):
+        return self.backend.calls("POST")
+
+    def intent(self, folder):
+        p = self.output / folder / INTENT_NAME
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def stamp(self, folder):
+        return json.loads((self.output / folder / STAMP_NAME).read_text())
+
+
+@pytest.fixture
+def shop(pg_cluster, tmp_path):
+    pg_cluster.reset()
+    backend = ReboulBackend(pg_cluster.url).start()
+    try:
+        yield Shop(pg_cluster, backend, tmp_path)
+    finally:
+        backend.stop()
+
+
+def assert_exactly(shop, pid, files: dict[str, bytes]):
+    """The product shows exactly these views, in the shop's order, byte for byte."""
+    imgs = shop.images(pid)
+    assert [i["order"] for i in imgs] == [ORDERS[v] for v in files]
+    assert image_bytes(shop.backend, imgs) == list(files.values())
+    return imgs
+
+
+# --- the normal path --------------------------------------------------------------------------
+
+def test_first_upload_order_count_bytes(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 2)
+    files = write_views(shop.output, "L100001-V09A")
+    assert shop.needs("L100001-V09A")
+
+    out = shop.upload("L100001-V09A")
+
+    assert out.product_id == pid and out.uploaded == list(VIEWS) and sorted(out.deleted) == [i["id"] for i in old]
+    assert out.skipped_reason is None and "produit" in out.message
+    methods = [(r.method, r.path) for r in shop.backend.requests]
+    imgs = assert_exactly(shop, pid, files)
+    [post] = shop.posts()
+    assert post.status == 201 and post.query["orders"] == ["0,1,2"]
+    assert [f["filename"] for f in post.files] == [f"{v}.png" for v in VIEWS]
+    assert [f["content_type"] for f in post.files] == ["image/png"] * 3
+    # GET .../images before and after, never the cached product; then the deletes, one by one
+    assert methods == [("GET", f"/products/{pid}/images"), ("POST", f"/products/{pid}/images/bulk"),
+                       ("GET", f"/products/{pid}/images")] + [("DELETE", f"/products/{pid}/images/{i['id']}")
+                                                             for i in old]
+    stamp = shop.stamp("L100001-V09A")
+    assert stamp["product_id"] == pid and stamp["reference"] == "L100001/V09A" and stamp["mode"] == "replace"
+    assert [(i["view"], i["image_id"], i["url"]) for i in stamp["images"]] == [
+        (v, img["id"], img["url"]) for v, img in zip(VIEWS, imgs)]
+    assert [i["sha256"] for i in stamp["images"]] == [hashlib.sha256(files[v]).hexdigest() for v in VIEWS]
+    assert shop.intent("L100001-V09A") is None
+
+
+def test_second_call_sends_nothing(shop):
+    shop.pg.add_product("L100001/V09A")
+    write_views(shop.output, "L100001-V09A")
+    shop.upload("L100001-V09A")
+    shop.backend.clear_log()
+
+    assert not shop.needs("L100001-V09A")
+    out = shop.upload("L100001-V09A")
+    assert out.uploaded == [] and out.deleted == [] and out.skipped_reason is None
+    assert "déjà à jour" in out.message
+    assert shop.backend.requests == []
+
+
+def test_changed_view_reuploads_reference_and_deletes_old(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    files = write_views(shop.output, "L100001-V09A")
+    shop.upload("L100001-V09A")
+    first = {i["view"]: i["image_id"] for i in shop.stamp("L100001-V09A")["images"]}
+    files["2_back"] = write_view(shop.output, "L100001-V09A", "2_back", seed=7)
+    assert shop.needs("L100001-V09A")
+
+    out = shop.upload("L100001-V09A")
+
+    assert out.uploaded == list(VIEWS) and sorted(out.deleted) == sorted(first.values())
+    imgs = assert_exactly(shop, pid, files)
+    assert not {i["id"] for i in imgs} & set(first.values())
+    assert len(shop.backend.cloudinary) == 3          # the old files are gone from Cloudinary too
+    assert not shop.needs("L100001-V09A")
+
+
+def test_only_existing_views_with_their_orders(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    files = write_views(shop.output, "L100001-V09A", views=("1_face", "3_detail_logo"))
+    shop.upload("L100001-V09A")
+    assert shop.posts()[0].query["orders"] == ["0,2"]
+    assert_exactly(shop, pid, files)
+
+
+# --- failures and reconciliation --------------------------------------------------------------
+
+def test_post_fails_old_images_untouched_then_next_run_succeeds(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 2)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", status=500)
+
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    assert "Internal server error" in exc.value.message and "intactes" in exc.value.message
+    assert [i["id"] for i in shop.images(pid)] == [i["id"] for i in old]
+    assert shop.backend.calls("DELETE") == []
+    assert shop.intent("L100001-V09A")["phase"] == "posting"
+    assert shop.needs("L100001-V09A")
+
+    out = shop.upload("L100001-V09A")
+    assert out.uploaded == list(VIEWS) and sorted(out.deleted) == [i["id"] for i in old]
+    assert_exactly(shop, pid, files)
+    assert shop.intent("L100001-V09A") is None
+
+
+def test_crash_between_post_and_deletes_no_second_post(shop, monkeypatch):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 2)
+    files = write_views(shop.output, "L100001-V09A")
+
+    def crash(self, product_id, image_id):
+        raise Crash()
+    monkeypatch.setattr(backend_mod.BackendClient, "delete_image", crash)
+    with pytest.raises(Crash):
+        shop.upload("L100001-V09A")
+    monkeypatch.undo()
+    monkeypatch.setattr(backend_mod, "BACKOFF", 0.01)
+    assert len(shop.images(pid)) == 5                  # old + new: never without images
+    assert shop.intent("L100001-V09A")["phase"] == "deleting"
+    shop.backend.clear_log()
+
+    out = shop.upload("L100001-V09A")
+    assert shop.posts() == [] and out.uploaded == []
+    assert sorted(out.deleted) == [i["id"] for i in old]
+    assert_exactly(shop, pid, files)
+    assert shop.intent("L100001-V09A") is None and not shop.needs("L100001-V09A")
+
+
+def test_lost_post_answer_is_recognised_not_resent(shop):
+    """The bulk upload succeeded but its answer never arrived (connection dropped)."""
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 1)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", mode="drop_after")
+
+    with pytest.raises(UploadError, match="interrompue"):
+        shop.upload("L100001-V09A")
+    assert len(shop.images(pid)) == 4
+    shop.backend.clear_log()
+
+    out = shop.upload("L100001-V09A")
+    assert shop.posts() == [] and out.uploaded == [] and out.deleted == [old[0]["id"]]
+    assert "reprise" in out.message
+    assert_exactly(shop, pid, files)
+
+
+def test_delete_fails_finished_at_next_run(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 2)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("DELETE", f"/products/{pid}/images/{old[1]['id']}", status=500)
+
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    assert "nouvelles images sont en ligne" in exc.value.message
+    ids = [i["id"] for i in shop.images(pid)]
+    assert len(ids) == 4 and old[1]["id"] in ids and old[0]["id"] not in ids
+    assert shop.needs("L100001-V09A")
+    shop.backend.clear_log()
+
+    out = shop.upload("L100001-V09A")
+    assert shop.posts() == [] and out.deleted == [old[1]["id"]]
+    assert_exactly(shop, pid, files)
+
+
+def test_delete_retried_after_dropped_connection(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 1)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("DELETE", f"/products/{pid}/images/*", mode="drop_after")   # deleted, answer lost
+
+    out = shop.upload("L100001-V09A")                  # retried DELETE -> 404 -> already gone: fine
+    assert out.deleted == [old[0]["id"]]
+    assert len(shop.backend.calls("DELETE")) == 2
+    assert_exactly(shop, pid, files)
+
+
+def test_bulk_failing_part_way_is_completed_without_resending(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 2)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", fail_after_files=1)
+
+    with pytest.raises(UploadError):
+        shop.upload("L100001-V09A")
+    assert len(shop.images(pid)) == 3                  # the old two + the first new file
+    shop.backend.clear_log()
+
+    out = shop.upload("L100001-V09A")
+    [post] = shop.posts()
+    assert post.query["orders"] == ["1,2"] and [f["filename"] for f in post.files] == ["2_back.png", "3_detail_logo.png"]
+    assert out.uploaded == ["2_back", "3_detail_logo"] and sorted(out.deleted) == [i["id"] for i in old]
+    assert_exactly(shop, pid, files)
+    assert len(shop.backend.cloudinary) == 3
+
+
+def test_part_way_then_view_regenerated_leaves_no_duplicate(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    shop.seed_images(pid, 1)
+    write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", fail_after_files=1, mode="drop")
+    with pytest.raises(UploadError):
+        shop.upload("L100001-V09A")
+    files = write_views(shop.output, "L100001-V09A", seed=3)    # all views regenerated meanwhile
+
+    out = shop.upload("L100001-V09A")
+    assert out.uploaded == list(VIEWS) and len(out.deleted) == 2   # the old image + the stale partial one
+    assert_exactly(shop, pid, files)
+
+
+def test_readback_missing_image_deletes_nothing(shop, monkeypatch):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 1)
+    write_views(shop.output, "L100001-V09A")
+    real = backend_mod.BackendClient.list_images
+    calls = []
+
+    def list_images(self, product_id):
+        calls.append(1)
+        imgs = real(self, product_id)
+        return imgs[:1] if len(calls) == 2 else imgs         # read back hides the new images
+    monkeypatch.setattr(backend_mod.BackendClient, "list_images", list_images)
+    with pytest.raises(UploadError, match="absentes à la relecture"):
+        shop.upload("L100001-V09A")
+    assert shop.backend.calls("DELETE") == [] and old[0]["id"] in [i["id"] for i in shop.images(pid)]
+
+
+# --- lookup through the upload --------------------------------------------------------------
+
+def test_references_with_slash_and_with_dash(shop):
+    slash = shop.pg.add_product("L100001/V09A")
+    dash = shop.pg.add_product("REF-001")
+    mixed = shop.pg.add_product("SI-8015/V0029")
+    for folder, pid in (("L100001-V09A", slash), ("REF-001", dash), ("SI-8015-V0029", mixed)):
+        files = write_views(shop.output, folder, seed=pid)
+        out = shop.upload(folder)
+        assert out.product_id == pid
+        assert_exactly(shop, pid, files)
+
+
+def test_unknown_reference_sends_nothing(shop):
+    shop.pg.add_product("L100001/V09A")
+    write_views(shop.output, "FAKE")
+    with pytest.raises(UploadError) as exc:
+        shop.upload("FAKE")
+    assert exc.value.message == "Aucun produit trouvé pour la référence « FAKE »"
+    assert shop.backend.requests == []
+
+
+def test_ambiguous_reference_sends_nothing(shop):
+    shop.pg.add_product("REF-001")
+    shop.pg.add_product("REF/001")
+    write_views(shop.output, "REF-001")
+    with pytest.raises(UploadError, match="REF/001"):
+        shop.upload("REF-001")
+    assert shop.backend.requests == []
+
+
+def test_database_down(shop):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    write_views(shop.output, "L100001-V09A")
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A", DATABASE_URL=f"postgresql://u:PgPassw0rd@127.0.0.1:{port}/reboul")
+    assert "tunnel SSH" in exc.value.message and "PgPassw0rd" not in exc.value.message
+    assert shop.backend.requests == []
+
+
+def test_products_map_instead_of_database(shop):
+    pid = shop.pg.add_product("REF-001")
+    (shop.root / "map.csv").write_text(f"reference,product_id\nREF-001,{pid}\n")
+    files = write_views(shop.output, "REF-001")
+    shop.upload("REF-001", DATABASE_URL="", PRODUCTS_MAP="map.csv")
+    assert_exactly(shop, pid, files)
+
+
+# --- backend errors -----------------------------------------------------------------------------
+
+def test_backend_down(shop):
+    shop.pg.add_product("L100001/V09A")
+    write_views(shop.output, "L100001-V09A")
+    shop.backend.stop()
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    assert f"Backend injoignable : {shop.backend.url}" in exc.value.message
+    assert "backend Reboul est démarré" in exc.value.message and "L100001-V09A" in exc.value.message
+
+
+def test_nest_error_message_is_shown(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", status=400,
+                           message=["files must be images", "orders must be integers"])
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    assert "files must be images; orders must be integers" in exc.value.message
+
+
+def test_get_retried_then_slow_answer_times_out(shop, monkeypatch):
+    pid = shop.pg.add_product("L100001/V09A")
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("GET", f"/products/{pid}/images", status=503)
+    shop.upload("L100001-V09A")                        # the 503 was retried
+    assert_exactly(shop, pid, files)
+    assert [r.status for r in shop.backend.calls("GET")][:2] == [503, 200]
+
+    write_view(shop.output, "L100001-V09A", "1_face", seed=9)
+    monkeypatch.setattr(backend_mod, "READ_TIMEOUT", 0.3)
+    shop.backend.fail_next("GET", f"/products/{pid}/images", mode="slow", delay=1.0, times=10)
+    with pytest.raises(UploadError, match="n'a pas répondu à temps"):
+        shop.upload("L100001-V09A")
+
+
+# --- size limits ----------------------------------------------------------------------------
+
+def big_png(target: int, *, noise: float, compress_level: int) -> bytes:
+    """A PNG just over `target` bytes: a gradient with `noise` (a stand-in for fabric texture)."""
+    side = 400 if compress_level else int((target / 3) ** 0.5) + 2
+    while True:
+        rng = np.random.default_rng(1)
+        yy, xx = np.mgrid[0:side, 0:side]
+        base = np.stack([xx * 255 / side, yy * 255 / side, (xx + yy) * 127 / side], -1)
+        arr = np.clip(base + rng.normal(0, noise, base.shape), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="PNG", compress_level=compress_level)
+        if buf.tell() > target:
+            return buf.getvalue()
+        side = int(side * 1.15)
+
+
+def psnr(a: bytes, b: bytes) -> float:
+    with Image.open(io.BytesIO(a)) as x, Image.open(io.BytesIO(b)) as y:
+        assert x.size == y.size
+        mse = np.mean((np.asarray(x.convert("RGB"), dtype=np.float64) - np.asarray(y.convert("RGB"), dtype=np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+
+
+def test_view_over_10mb_is_reencoded_to_fit(shop):
+    """An 11 MB PNG (saved without compression) is re-encoded losslessly under the backend's 10 MB."""
+    pid = shop.pg.add_product("L100001/V09A")
+    big = big_png(11 * 1024 * 1024, noise=2.0, compress_level=0)
+    write_view(shop.output, "L100001-V09A", "1_face", big)
+    shop.upload("L100001-V09A")
+    [post] = shop.posts()
+    assert post.files[0]["size"] <= 10 * 1024 * 1024 and post.files[0]["filename"] == "1_face.png"
+    [img] = shop.images(pid)
+    assert psnr(big, shop.backend.file_bytes(img)) == float("inf")            # same pixels
+    entry = shop.stamp("L100001-V09A")["images"][0]
+    assert entry["sha256"] == hashlib.sha256(big).hexdigest() and entry["reencoded"] == "png-optimize"
+    assert not shop.needs("L100001-V09A")
+
+
+def test_view_too_large_even_optimised_goes_as_high_quality_jpeg(shop, monkeypatch):
+    """When lossless re-encoding is not enough: JPEG q=95 4:4:4 (limit lowered to keep the test fast)."""
+    monkeypatch.setattr(upload_mod, "MAX_FILE_BYTES", 300_000)
+    pid = shop.pg.add_product("L100001/V09A")
+    big = big_png(500_000, noise=2.0, compress_level=1)
+    write_view(shop.output, "L100001-V09A", "1_face", big)
+    shop.upload("L100001-V09A")
+    [post] = shop.posts()
+    assert post.files[0]["size"] <= 300_000 and post.files[0]["filename"] == "1_face.jpg"
+    assert post.files[0]["content_type"] == "image/jpeg"
+    [img] = shop.images(pid)
+    assert img["url"].endswith(".jpg")
+    assert psnr(big, shop.backend.file_bytes(img)) > 40                          # no visible loss
+    assert shop.stamp("L100001-V09A")["images"][0]["reencoded"] == "jpeg-q95"
+
+
+def test_view_that_cannot_fit_is_refused_clearly(shop, monkeypatch):
+    shop.pg.add_product("L100001/V09A")
+    write_view(shop.output, "L100001-V09A", "1_face", view_png(5, size=(200, 200)))
+    monkeypatch.setattr(upload_mod, "MAX_FILE_BYTES", 10_000)        # noise never fits in 10 kB
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    assert "limite de 10 Mo" in exc.value.message and "Rien n'a été envoyé" in exc.value.message
+    assert shop.backend.requests == []
+
+
+# --- modes and gates --------------------------------------------------------------------------
+
+def test_append_mode_keeps_old_images(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 2)
+    files = write_views(shop.output, "L100001-V09A")
+    out = shop.upload("L100001-V09A", UPLOAD_MODE="append")
+    assert out.deleted == [] and shop.backend.calls("DELETE") == []
+    imgs = shop.images(pid)
+    assert len(imgs) == 5 and {i["id"] for i in old} <= {i["id"] for i in imgs}
+    ours = {i["image_id"] for i in shop.stamp("L100001-V09A")["images"]}
+    assert image_bytes(shop.backend, sorted((i for i in imgs if i["id"] in ours), key=lambda i: i["order"])) \
+        == list(files.values())
+    assert shop.stamp("L100001-V09A")["mode"] == "append"
+
+
+def test_local_renderer_views_held_unless_allowed(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    files = write_views(shop.output, "L100001-V09A", generator="local")
+    out = shop.upload("L100001-V09A")
+    assert out.uploaded == [] and out.skipped_reason and "ALLOW_LOCAL_UPLOAD=1" in out.skipped_reason
+    assert out.message == out.skipped_reason
+    assert shop.backend.requests == [] and shop.needs("L100001-V09A")
+
+    out = shop.upload("L100001-V09A", ALLOW_LOCAL_UPLOAD="1")
+    assert out.uploaded == list(VIEWS)
+    assert_exactly(shop, pid, files)
+
+
+def test_one_local_view_holds_the_reference(shop):
+    shop.pg.add_product("L100001/V09A")
+    write_views(shop.output, "L100001-V09A")
+    write_view(shop.output, "L100001-V09A", "2_back", generator="local")
+    out = shop.upload("L100001-V09A")
+    assert out.skipped_reason.startswith("L100001-V09A : non envoyé — 2_back")
+    assert shop.backend.requests == []
+
+
+def test_missing_face_and_missing_folder(shop):
+    shop.pg.add_product("L100001/V09A")
+    write_views(shop.output, "L100001-V09A", views=("2_back", "3_detail_logo"))
+    with pytest.raises(UploadError, match="1_face.png manquante"):
+        shop.upload("L100001-V09A")
+    with pytest.raises(UploadError) as exc:
+        shop.upload("NOPE-1")
+    assert exc.value.message == f"Dossier introuvable : {shop.output / 'NOPE-1'}"
+    assert shop.backend.requests == []
+
+
+def test_token_sent_and_never_printed(pg_cluster, tmp_path, capsys, caplog):
+    pg_cluster.reset()
+    backend = ReboulBackend(pg_cluster.url, token=TOKEN).start()
+    try:
+        shop = Shop(pg_cluster, backend, tmp_path)
+        pid = shop.pg.add_product("L100001/V09A")
+        files = write_views(shop.output, "L100001-V09A")
+        texts = []
+        with pytest.raises(UploadError) as exc:
+            shop.upload("L100001-V09A", BACKEND_TOKEN="wrong-" + TOKEN)
+        texts += [exc.value.message, repr(exc.value), str(shop.settings(BACKEND_TOKEN="wrong-" + TOKEN))]
+        assert "401" in exc.value.message and "BACKEND_TOKEN" in exc.value.message
+
+        out = shop.upload("L100001-V09A", BACKEND_TOKEN=TOKEN)
+        texts += [out.message, repr(out), repr(shop.settings(BACKEND_TOKEN=TOKEN)),
+                  repr(backend_mod.BackendClient(shop.settings(BACKEND_TOKEN=TOKEN), "x"))]
+        assert {r.headers.get("Authorization") for r in backend.calls()} >= {f"Bearer {TOKEN}"}
+        assert_exactly(shop, pid, files)
+        captured = capsys.readouterr()
+        texts += [captured.out, captured.err, caplog.text]
+        texts += [p.read_text() for p in (shop.output / "L100001-V09A").glob("*.json")]
+        assert not any(TOKEN in t for t in texts)
+    finally:
+        backend.stop()
+
+
+# --- the backend double keeps the contract ------------------------------------------------------
+
+def test_double_contract(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    url = shop.backend.url
+    r = requests.get(f"{url}/products/999/images", timeout=5)
+    assert r.status_code == 404 and r.json() == {"statusCode": 404, "message": "Product with ID 999 not found",
+                                                 "error": "Not Found"}
+    r = requests.post(f"{url}/products/{pid}/images/bulk", data={"orders": "0"}, timeout=5)
+    assert r.status_code == 400 and r.json()["message"] == "At least one image file is required"
+    r = requests.post(f"{url}/products/{pid}/images/bulk",
+                      files=[("files", (f"{i}.png", b"x", "image/png")) for i in range(8)], timeout=5)
+    assert r.status_code == 400 and r.json()["message"] == "You can upload up to 7 images at once"
+    r = requests.post(f"{url}/products/{pid}/images/bulk",
+                      files=[("files", ("big.png", b"x" * (10 * 1024 * 1024 + 1), "image/png"))], timeout=10)
+    assert r.status_code == 400 and r.json()["message"] == "File big.png exceeds the 10MB size limit"
+    # orders and alts as form fields; bytes intact; camelCase answer
+    data = view_png(1) + b"\r\n--x\r\n"
+    r = requests.post(f"{url}/products/{pid}/images/bulk", data={"orders": ["3", "1"], "alts": ["a", "b"]},
+                      files=[("files", ("a.png", data, "image/png")), ("files", ("b.png", b"\r\n", "image/png"))],
+                      timeout=5)
+    assert r.status_code == 201
+    a, b = r.json()
+    assert set(a) == {"id", "productId", "url", "publicId", "alt", "order", "createdAt"}
+    assert (a["order"], a["alt"], b["order"], b["alt"]) == (3, "a", 1, "b")
+    assert a["url"] == f"https://res.cloudinary.com/demo/image/upload/v1/{a['publicId']}.png"
+    assert shop.backend.file_bytes(a) == data and shop.backend.file_bytes(b) == b"\r\n"
+    assert [i["id"] for i in requests.get(f"{url}/products/{pid}/images", timeout=5).json()] == [b["id"], a["id"]]
+    # GET /products/:id is cached: stale right after a delete
+    assert len(requests.get(f"{url}/products/{pid}", timeout=5).json()["images"]) == 2
+    assert requests.delete(f"{url}/products/{pid}/images/{a['id']}", timeout=5).status_code == 204
+    r = requests.delete(f"{url}/products/{pid}/images/{a['id']}", timeout=5)
+    assert r.status_code == 404 and r.json()["message"] == f"Image with ID {a['id']} not found"
+    assert len(requests.get(f"{url}/products/{pid}", timeout=5).json()["images"]) == 2
+    assert len(requests.get(f"{url}/products/{pid}/images", timeout=5).json()) == 1
+    shop.backend.expire_cache()
+    assert len(requests.get(f"{url}/products/{pid}", timeout=5).json()["images"]) == 1
+    r = requests.patch(f"{url}/products/{pid}/images/{b['id']}/order", json={"order": 0}, timeout=5)
+    assert r.status_code == 200 and r.json()["order"] == 0
+
+
+def test_double_checks_the_token(pg_cluster):
+    pg_cluster.reset()
+    with ReboulBackend(pg_cluster.url, token=TOKEN) as backend:
+        pid = pg_cluster.add_product("X")
+        r = requests.get(f"{backend.url}/products/{pid}/images", timeout=5)
+        assert r.status_code == 401 and r.json()["message"] == "Unauthorized"
+        r = requests.get(f"{backend.url}/products/{pid}/images", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+        assert r.status_code == 200
+
+
+def test_multipart_parser_is_byte_exact():
+    payload = bytes(range(256)) * 50 + b"\r\n\r\n--boundary"
+    req = requests.Request("POST", "http://x/", files=[("files", ("v.png", payload, "image/png"))],
+                           data={"orders": "0,1"}).prepare()
+    parts = parse_multipart(req.body, req.headers["Content-Type"])
+    assert [(p["name"], p["filename"]) for p in parts] == [("orders", None), ("files", "v.png")]
+    assert parts[1]["data"] == payload and parts[0]["data"] == b"0,1"
