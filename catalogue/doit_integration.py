@@ -200,7 +200,10 @@ class ProgressReporter(ConsoleReporter):
         self.counts[outcome] += 1
         self.cost += float(values.get("cost_usd") or 0.0)
         if meta["kind"] == "upload":
-            self._line(f"{self._progress()} {meta['folder']} envoi : {values.get('message', 'fait')}")
+            message = values.get("message") or "fait"
+            if not message.startswith(meta["folder"]):
+                message = f"{meta['folder']} envoi : {message}"
+            self._line(f"{self._progress()} {message}")
             return
         text = f"{self._progress()} {meta['folder']} {meta['view']} : {OUTCOME_LABELS.get(outcome, outcome)}"
         if outcome != "uptodate":

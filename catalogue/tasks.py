@@ -110,8 +110,9 @@ def announcement(settings: Settings) -> str:
         budget = f"budget MAX_COST {settings.max_cost:.2f} $" if settings.max_cost else "sans plafond MAX_COST"
         return (f"Générateur : Gemini ({settings.model}, {settings.image_size}) — appels payants, {budget}.")
     why = "GENERATOR=local" if settings.generator_chosen else "aucune clé GEMINI_API_KEY"
-    return (f"Générateur : LOCAL, aperçu hors ligne gratuit ({why}). Ces images ne sont pas "
-            f"publiées sans ALLOW_LOCAL_UPLOAD=1.")
+    publish = ("ALLOW_LOCAL_UPLOAD=1 : ces aperçus peuvent être publiés" if settings.allow_local_upload
+               else "ces images ne sont pas publiées sans ALLOW_LOCAL_UPLOAD=1")
+    return f"Générateur : LOCAL, aperçu hors ligne gratuit ({why}) ; {publish}."
 
 
 # --- upload -----------------------------------------------------------------------------------

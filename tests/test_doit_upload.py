@@ -1,0 +1,50 @@
+"""`doit upload` end to end: real doit runs in a temporary project, the backend double on a real
+PostgreSQL, the bundled samples rendered locally."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.fakes.postgres import shared_cluster
+from tests.fakes.reboul_backend import ReboulBackend
+
+SAMPLES = {"B100004-V20": "B100004/V20", "H400020-V12": "H400020/V12", "L100001-V09A": "L100001/V09A",
+           "R300010-V05": "R300010/V05", "SI-8015-V0029": "SI-8015/V0029", "W200300-V01": "W200300/V01"}
+
+
+@pytest.fixture
+def shop(samples_project):
+    pg = shared_cluster()
+    pg.reset()
+    ids = {folder: pg.add_product(ref, name=f"Produit {ref}") for folder, ref in SAMPLES.items()
+           if folder != "W200300-V01"}  # one reference the shop does not know
+    backend = ReboulBackend(pg.url).start()
+    samples_project.env.update(DATABASE_URL=pg.url, BACKEND_URL=backend.url)
+    try:
+        yield samples_project, backend, ids
+    finally:
+        backend.stop()
+
+
+def test_doit_upload_publishes_each_reference_once(shop):
+    project, backend, ids = shop
+    refused = project.doit("upload")
+    assert refused.returncode == 1
+    assert "ALLOW_LOCAL_UPLOAD=1" in refused.stdout
+    assert backend.calls("POST") == []
+
+    run = project.doit("upload", extra_env={"ALLOW_LOCAL_UPLOAD": "1"})
+    assert run.returncode == 1, run.stdout + run.stderr  # W200300-V01 is unknown to the shop
+    assert "Aucun produit trouvé pour la référence « W200300-V01 »" in run.stdout
+    for folder, pid in ids.items():
+        images = backend.get_images(pid)[1]
+        expected = [0, 1, 2] if (project.output / folder / "2_back.png").exists() else [0, 2]
+        assert [img["order"] for img in images] == expected, folder
+    posts = len(backend.calls("POST"))
+    assert posts == len(ids)
+
+    again = project.doit("upload", extra_env={"ALLOW_LOCAL_UPLOAD": "1"})
+    assert len(backend.calls("POST")) == posts  # nothing sent twice
+    assert re.search(r"Terminé : 0 générés", again.stdout)
