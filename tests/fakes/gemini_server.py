@@ -1,0 +1,517 @@
+"""A protocol-faithful fake of the Gemini Developer API (REST), on 127.0.0.1.
+
+Speaks what the real `google-genai` SDK sends and parses (see ../shared/notes/gemini.md §2–§3):
+
+- `POST /{v1|v1beta}/models/<model>:generateContent` with the key in `x-goog-api-key`; image
+  parts under `inlineData` (or `inline_data`) with `mimeType` or `mime_type`, data in either
+  base64 alphabet; text parts; `generationConfig` (`responseModalities`, `imageConfig`, `seed`).
+- `GET /{v1|v1beta}/models/<model>`: a Model resource, or Google's 404 NOT_FOUND.
+- Answers exactly 200 with the `GenerateContentResponse` JSON shape; errors in the
+  `google.rpc.Status` shape (`{"error": {code, message, status, details}}`).
+
+The image it returns is a real PNG derived from the first input image (downscaled onto a grey
+#EAEAEA canvas of the requested aspect ratio, long side 384 px), so downstream code sees a
+plausible product picture.
+
+Scriptable: `push(*scenarios)` queues per-request scenarios (then `default` applies); a scenario
+is a name or a dict `{"kind": name, ...params}`:
+
+    ok                 final image (params: mime "image/png"|"image/jpeg", text)
+    draft              a thought text, a thought (draft) image, then the final image
+    thought_only       only thought images
+    rate_limited       429 with RetryInfo (param retry_delay, default "1.5s")
+    rate_limited_bare  429 without details
+    server_error       500 INTERNAL          unavailable   503 UNAVAILABLE
+    blocked            promptFeedback.blockReason (param reason, default PROHIBITED_CONTENT)
+    image_safety       candidates [{finishReason: IMAGE_SAFETY}], no content
+    no_image           candidates [{finishReason: NO_IMAGE, finishMessage}], no content
+    no_candidates      200 with usageMetadata only
+    text_only          a text part only, finishReason STOP (param text)
+    slow               sleep `seconds`, then the scenario `then` (default "ok")
+    bad_request        400 INVALID_ARGUMENT (param message)
+    forbidden          403 PERMISSION_DENIED
+    not_found          404 NOT_FOUND for the model
+    non_json           200 with an HTML body
+
+Bench knobs: `latency` (seconds before every image answer) and `quota=(n, window_s)`: at most n
+accepted generateContent requests in any `window_s` seconds, else 429 with RetryInfo (the time
+until a slot frees). It records every request (`requests`), start times, and the maximum
+number of generateContent requests in flight (`max_in_flight`).
+
+Usage: `with FakeGemini() as fake: ... fake.url ...`, or `start()` / `stop()`; the pytest
+fixture `fake_gemini` (below) also points `GOOGLE_GEMINI_BASE_URL` at it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import copy
+import hashlib
+import io
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image
+
+DEFAULT_KEY = "fake-gemini-key-0123456789abcdef"
+DEFAULT_MODELS = ("gemini-3-pro-image", "gemini-3.1-flash-image", "gemini-2.5-flash-image")
+CANVAS_GREY = (234, 234, 234)   # #EAEAEA: Gemini's greys drift off the house #F3F3F3
+LONG_SIDE = 384
+IMAGE_TOKENS = 1120
+TOKENS_PER_INPUT_IMAGE = 560
+
+ROUTE = re.compile(r"^/(?P<ver>v1|v1beta)/models/(?P<model>[^/:?]+)(?::(?P<method>[A-Za-z]+))?/?$")
+
+
+def status_body(code: int, status: str, message: str, details: list | None = None) -> dict:
+    err = {"code": code, "message": message, "status": status}
+    if details is not None:
+        err["details"] = details
+    return {"error": err}
+
+
+def invalid_key_body() -> dict:
+    msg = "API key not valid. Please pass a valid API key."
+    return status_body(400, "INVALID_ARGUMENT", msg, [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+         "domain": "googleapis.com",
+         "metadata": {"service": "generativelanguage.googleapis.com"}},
+        {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": msg},
+    ])
+
+
+def rate_limited_body(retry_delay: str | None, model: str) -> dict:
+    details = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+         "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_paid_tier_requests",
+                         "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
+                         "quotaDimensions": {"location": "global", "model": model},
+                         "quotaValue": "20"}]},
+        {"@type": "type.googleapis.com/google.rpc.Help",
+         "links": [{"description": "Learn more about Gemini API quotas",
+                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+    ]
+    msg = ("You exceeded your current quota, please check your plan and billing details. For more "
+           "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.")
+    if retry_delay is None:
+        return status_body(429, "RESOURCE_EXHAUSTED", msg)
+    details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay})
+    return status_body(429, "RESOURCE_EXHAUSTED", f"{msg} Please retry in {retry_delay}.", details)
+
+
+def model_resource(model: str) -> dict:
+    return {
+        "name": f"models/{model}",
+        "version": "3.0",
+        "displayName": "Nano Banana (fake) " + model,
+        "description": "Fake Gemini image model served by tests/fakes/gemini_server.py",
+        "inputTokenLimit": 65536,
+        "outputTokenLimit": 32768,
+        "supportedGenerationMethods": ["generateContent", "countTokens", "batchGenerateContent"],
+        "temperature": 1.0, "topP": 0.95, "topK": 64, "maxTemperature": 2.0, "thinking": True,
+    }
+
+
+def _b64decode(s: str) -> bytes:
+    s = s.strip().replace("+", "-").replace("/", "_")
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def _ratio(aspect: str | None) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in (aspect or "1:1").split(":"))
+        return (w, h) if w > 0 and h > 0 else (1, 1)
+    except ValueError:
+        return (1, 1)
+
+
+def render_answer(first_image: bytes | None, aspect: str | None, *, mime: str = "image/png",
+                  shade: int | None = None) -> bytes:
+    """The fake's 'generated' picture: the first input image downscaled onto a grey canvas."""
+    rw, rh = _ratio(aspect)
+    if rw >= rh:
+        size = (LONG_SIDE, max(1, round(LONG_SIDE * rh / rw)))
+    else:
+        size = (max(1, round(LONG_SIDE * rw / rh)), LONG_SIDE)
+    canvas = Image.new("RGB", size, CANVAS_GREY if shade is None else (shade,) * 3)
+    if first_image is not None and shade is None:
+        with Image.open(io.BytesIO(first_image)) as src:
+            src = src.convert("RGB")
+            src.thumbnail((int(size[0] * 0.8), int(size[1] * 0.8)), Image.BILINEAR)
+            canvas.paste(src, ((size[0] - src.width) // 2, (size[1] - src.height) // 2))
+    buf = io.BytesIO()
+    if mime == "image/jpeg":
+        canvas.save(buf, format="JPEG", quality=90)
+    else:
+        canvas.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class FakeGemini:
+    def __init__(self, *, api_key: str = DEFAULT_KEY, models=DEFAULT_MODELS, default="ok",
+                 latency: float = 0.0, quota: tuple[int, float] | None = None,
+                 host: str = "127.0.0.1", port: int = 0):
+        self.api_key = api_key
+        self.models = set(models)
+        self.default = default
+        self.latency = latency
+        self.quota = quota
+        self._host, self._port = host, port
+        self._lock = threading.Lock()
+        self._queue: collections.deque = collections.deque()
+        self._get_queue: collections.deque = collections.deque()
+        self._stop = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.reset()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> "FakeGemini":
+        fake = self
+
+        class Handler(_Handler):
+            server_fake = fake
+
+        self._stop.clear()
+        self._server = ThreadingHTTPServer((self._host, self._port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-gemini",
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()   # wakes up slow scenarios
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "FakeGemini":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "FakeGemini not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # --- scripting -----------------------------------------------------------------------------
+
+    def push(self, *scenarios, route: str = "generate") -> None:
+        """Queue scenarios for the next requests of `route` ("generate" or "get")."""
+        with self._lock:
+            (self._queue if route == "generate" else self._get_queue).extend(scenarios)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._get_queue.clear()
+            self.requests: list[dict] = []
+            self.start_times: list[float] = []       # time.monotonic() of every generateContent
+            self.accepted_times: list[float] = []    # those counted against the quota
+            self.in_flight = 0
+            self.max_in_flight = 0
+            self._window: collections.deque = collections.deque()
+
+    @property
+    def generate_requests(self) -> list[dict]:
+        return [r for r in self.requests if r.get("method") == "generateContent"]
+
+    def _next(self, route: str):
+        with self._lock:
+            q = self._queue if route == "generate" else self._get_queue
+            scenario = q.popleft() if q else (self.default if route == "generate" else "ok")
+        if isinstance(scenario, str):
+            scenario = {"kind": scenario}
+        return dict(scenario)
+
+    def _quota_check(self, now: float) -> float | None:
+        """None when accepted; else the seconds until a slot frees (sliding window)."""
+        if not self.quota:
+            return None
+        n, window = self.quota
+        with self._lock:
+            while self._window and self._window[0] <= now - window:
+                self._window.popleft()
+            if len(self._window) >= n:
+                return max(0.001, self._window[0] + window - now)
+            self._window.append(now)
+            self.accepted_times.append(now)
+            return None
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep unless the server stops; False when interrupted."""
+        return not self._stop.wait(seconds)
+
+    # --- answers -------------------------------------------------------------------------------
+
+    def answer_generate(self, model: str, body: dict, record: dict) -> tuple[int, dict | bytes]:
+        scenario = self._next("generate")
+        record["scenario"] = scenario.get("kind")
+        kind = scenario.get("kind", "ok")
+        if kind == "slow":
+            if not self.sleep(float(scenario.get("seconds", 2.0))):
+                return 503, status_body(503, "UNAVAILABLE", "Server shutting down.")
+            then = scenario.get("then", "ok")
+            scenario = dict(then) if isinstance(then, dict) else {"kind": then}
+            kind = scenario["kind"]
+        images = [p for p in record["parts"] if p["kind"] == "image"]
+        first = images[0]["data"] if images else None
+        aspect = (record["generation_config"].get("imageConfig") or {}).get("aspectRatio")
+        prompt_tokens = TOKENS_PER_INPUT_IMAGE * len(images) + sum(
+            len(p["text"]) // 4 for p in record["parts"] if p["kind"] == "text")
+        usage = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": IMAGE_TOKENS,
+                 "totalTokenCount": prompt_tokens + IMAGE_TOKENS,
+                 "promptTokensDetails": [{"modality": "IMAGE", "tokenCount": prompt_tokens}],
+                 "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": IMAGE_TOKENS}]}
+        envelope = {"modelVersion": model, "responseId": hashlib.sha1(
+            str(time.monotonic()).encode()).hexdigest()[:20]}
+
+        if kind == "rate_limited":
+            return 429, rate_limited_body(scenario.get("retry_delay", "1.5s"), model)
+        if kind == "rate_limited_bare":
+            return 429, rate_limited_body(None, model)
+        if kind == "server_error":
+            return 500, status_body(500, "INTERNAL", "An internal error has occurred. Please retry or "
+                                    "report in https://developers.generativeai.google/guide/troubleshooting")
+        if kind == "unavailable":
+            return 503, status_body(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+        if kind == "bad_request":
+            return 400, status_body(400, "INVALID_ARGUMENT",
+                                    scenario.get("message", "Request contains an invalid argument."))
+        if kind == "forbidden":
+            return 403, status_body(403, "PERMISSION_DENIED", scenario.get(
+                "message", "The caller does not have permission"))
+        if kind == "not_found":
+            return 404, status_body(404, "NOT_FOUND", not_found_message(model, record["api_version"]))
+        if kind == "non_json":
+            return 200, b"<html><body>Bad Gateway</body></html>"
+        if kind == "blocked":
+            return 200, {"promptFeedback": {"blockReason": scenario.get("reason", "PROHIBITED_CONTENT")},
+                         "usageMetadata": {"promptTokenCount": prompt_tokens,
+                                           "totalTokenCount": prompt_tokens}, **envelope}
+        if kind in ("image_safety", "no_image", "finish"):
+            cand = {"finishReason": {"image_safety": "IMAGE_SAFETY", "no_image": "NO_IMAGE"}.get(
+                kind, scenario.get("reason", "OTHER")), "index": 0}
+            if kind == "no_image":
+                cand["finishMessage"] = scenario.get("message", "Unable to show the generated image.")
+            return 200, {"candidates": [cand], "usageMetadata": {
+                "promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}, **envelope}
+        if kind == "no_candidates":
+            return 200, {"usageMetadata": {"promptTokenCount": prompt_tokens,
+                                           "totalTokenCount": prompt_tokens}, **envelope}
+        if kind == "text_only":
+            text = scenario.get("text", "I can't generate this image, but here is a description of "
+                                        "the garment: a navy crew-neck sweatshirt with a small chest logo.")
+            return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                                         "finishReason": "STOP", "index": 0}],
+                         "usageMetadata": {**usage, "candidatesTokenCount": 40}, **envelope}
+
+        # Image answers.
+        if self.latency and not self.sleep(self.latency):
+            return 503, status_body(503, "UNAVAILABLE", "Server shutting down.")
+        mime = scenario.get("mime", "image/png")
+        parts = []
+        if kind in ("draft", "thought_only"):
+            parts.append({"text": "Planning the flat lay: centring the garment.", "thought": True})
+            parts.append({"inlineData": {"mimeType": "image/png",
+                                         "data": _b64(render_answer(first, aspect, shade=120))},
+                          "thought": True})
+        if kind == "thought_only":
+            parts.append({"inlineData": {"mimeType": "image/png",
+                                         "data": _b64(render_answer(first, aspect, shade=90))},
+                          "thought": True})
+        else:
+            if scenario.get("text"):
+                parts.append({"text": scenario["text"]})
+            parts.append({"inlineData": {"mimeType": mime, "data": _b64(render_answer(first, aspect, mime=mime))},
+                          "thoughtSignature": _b64(b"fake-signature")})
+        return 200, {"candidates": [{"content": {"role": "model", "parts": parts},
+                                     "finishReason": "STOP", "index": 0}],
+                     "usageMetadata": usage, **envelope}
+
+    def answer_get(self, model: str, api_version: str) -> tuple[int, dict]:
+        scenario = self._next("get")
+        kind = scenario.get("kind", "ok")
+        if kind == "rate_limited":
+            return 429, rate_limited_body(scenario.get("retry_delay", "30s"), model)
+        if kind == "forbidden":
+            return 403, status_body(403, "PERMISSION_DENIED", "The caller does not have permission")
+        if kind == "server_error":
+            return 500, status_body(500, "INTERNAL", "An internal error has occurred.")
+        if model not in self.models or kind == "not_found":
+            return 404, status_body(404, "NOT_FOUND", f"models/{model} is not found for API version "
+                                                      f"{api_version}.")
+        return 200, model_resource(model)
+
+
+def not_found_message(model: str, api_version: str) -> str:
+    return (f"models/{model} is not found for API version {api_version}, or is not supported for "
+            f"generateContent. Call ListModels to see the list of available models and their "
+            f"supported methods.")
+
+
+def _parse_parts(body: dict) -> list[dict]:
+    """contents[*].parts[*] -> [{"kind": "image", mime, data, size, width, height, sha256,
+    mime_key, alphabet} | {"kind": "text", text}]; raises ValueError on a malformed part."""
+    out = []
+    for content in body.get("contents") or []:
+        for part in content.get("parts") or []:
+            blob = part.get("inlineData") or part.get("inline_data")
+            if blob is not None:
+                mime_key = "mimeType" if "mimeType" in blob else "mime_type"
+                mime = blob.get(mime_key)
+                raw = blob.get("data") or ""
+                try:
+                    data = _b64decode(raw)
+                except (binascii.Error, ValueError):
+                    raise ValueError("Invalid value at 'contents[0].parts[0].inline_data.data' (TYPE_BYTES), "
+                                     "Base64 decoding failed")
+                try:
+                    with Image.open(io.BytesIO(data)) as im:
+                        width, height = im.size
+                        im.load()
+                except Exception:
+                    raise ValueError("Unable to process input image. Please retry or report in "
+                                     "https://developers.generativeai.google/guide/troubleshooting")
+                out.append({"kind": "image", "mime": mime, "mime_key": mime_key, "data": data,
+                            "size": len(data), "width": width, "height": height,
+                            "sha256": hashlib.sha256(data).hexdigest(),
+                            "alphabet": "urlsafe" if ("-" in raw or "_" in raw) else
+                            ("standard" if ("+" in raw or "/" in raw) else "either")})
+            elif "text" in part:
+                out.append({"kind": "text", "text": part["text"]})
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_fake: FakeGemini
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:   # quiet
+        pass
+
+    def _send(self, code: int, body) -> None:
+        if isinstance(body, (bytes, bytearray)):
+            data, ctype = bytes(body), "text/html; charset=UTF-8"
+        else:
+            data, ctype = json.dumps(body).encode("utf-8"), "application/json; charset=UTF-8"
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):   # the client timed out and left
+            self.close_connection = True
+
+    def _route(self):
+        path = self.path.split("?", 1)[0]
+        m = ROUTE.match(path)
+        return (m.group("ver"), m.group("model"), m.group("method")) if m else (None, None, None)
+
+    def _headers_without_key(self) -> dict:
+        return {k.lower(): v for k, v in self.headers.items() if k.lower() != "x-goog-api-key"}
+
+    def _key_error(self):
+        key = self.headers.get("x-goog-api-key")
+        if key is None:
+            return 403, status_body(403, "PERMISSION_DENIED",
+                                    "Method doesn't allow unregistered callers (callers without "
+                                    "established identity). Please use API Key or other form of API "
+                                    "consumer identity to call this API.")
+        if key.strip() != self.server_fake.api_key:
+            return 400, invalid_key_body()
+        return None
+
+    def do_GET(self) -> None:
+        fake = self.server_fake
+        ver, model, method = self._route()
+        record = {"method": "GET", "path": self.path, "api_version": ver, "model": model,
+                  "headers": self._headers_without_key(), "key_ok": None}
+        with fake._lock:
+            fake.requests.append(record)
+        if ver is None or method is not None:
+            return self._send(404, status_body(404, "NOT_FOUND", "Not found."))
+        err = self._key_error()
+        record["key_ok"] = err is None
+        if err:
+            return self._send(*err)
+        self._send(*fake.answer_get(model, ver))
+
+    def do_POST(self) -> None:
+        fake = self.server_fake
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        ver, model, method = self._route()
+        now = time.monotonic()
+        record = {"method": method or "POST", "path": self.path, "api_version": ver, "model": model,
+                  "headers": self._headers_without_key(), "time": now, "parts": [],
+                  "generation_config": {}, "key_ok": None}
+        with fake._lock:
+            fake.requests.append(record)
+        if ver is None or method != "generateContent":
+            return self._send(404, status_body(404, "NOT_FOUND", f"Method not found: {self.path}"))
+        with fake._lock:
+            fake.start_times.append(now)
+            fake.in_flight += 1
+            fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+        try:
+            err = self._key_error()
+            record["key_ok"] = err is None
+            if err:
+                return self._send(*err)
+            try:
+                body = json.loads(raw or b"{}")
+                record["generation_config"] = copy.deepcopy(body.get("generationConfig") or {})
+                record["top_level_keys"] = sorted(body)
+                record["parts"] = _parse_parts(body)
+            except json.JSONDecodeError:
+                return self._send(400, status_body(400, "INVALID_ARGUMENT", "Invalid JSON payload received."))
+            except ValueError as e:
+                return self._send(400, status_body(400, "INVALID_ARGUMENT", str(e)))
+            if model not in fake.models:
+                return self._send(404, status_body(404, "NOT_FOUND", not_found_message(model, ver)))
+            wait = fake._quota_check(now)
+            if wait is not None:
+                record["scenario"] = "quota"
+                return self._send(429, rate_limited_body(f"{wait:.3f}s", model))
+            self._send(*fake.answer_generate(model, body, record))
+        finally:
+            with fake._lock:
+                fake.in_flight -= 1
+
+
+try:  # the pytest fixture (pytest is only needed by the test suite)
+    import pytest
+
+    @pytest.fixture
+    def fake_gemini(monkeypatch):
+        """A started FakeGemini; the SDK reaches it through GOOGLE_GEMINI_BASE_URL."""
+        for name in ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI",
+                     "GOOGLE_GENAI_USE_ENTERPRISE", "GOOGLE_GENAI_API_VERSION", "GOOGLE_GENAI_HTTP_CLIENT",
+                     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        with FakeGemini() as fake:
+            monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.url)
+            yield fake
+except ImportError:  # pragma: no cover - scripts without pytest
+    pass
