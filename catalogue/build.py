@@ -163,7 +163,9 @@ def view_action(settings: Settings, job: ViewJob):
     try:
         return build_view(settings, job)
     except PipelineError as exc:
-        return TaskFailed(exc.message)
+        failed = TaskFailed(exc.message)
+        failed.kind = type(exc).__name__  # the reporter sums up budget stops on one line
+        return failed
 
 
 def fail_action(message: str):

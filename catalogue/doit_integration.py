@@ -98,7 +98,8 @@ class LockedRun(Run):
         # doit says 2 when a view's failure made its dependents unrunnable; that is still an
         # expected failure (1: fix the input or retry), keep 2 for bugs.
         progress = ProgressReporter.current
-        if code == 2 and progress is not None and progress.unexpected == 0 and progress.failed:
+        if code == 2 and progress is not None and progress.unexpected == 0 and (
+                progress.failed or progress.budget_message):
             return 1
         return code
 
@@ -154,6 +155,7 @@ class ProgressReporter(ConsoleReporter):
         self.cost = 0.0
         self.failed: dict[str, list[str]] = {}
         self.unexpected = 0  # failures that are bugs, not bad inputs or refusals
+        self.budget_message = ""
         self.started = time.monotonic()
         ProgressReporter.current = self
 
@@ -226,6 +228,11 @@ class ProgressReporter(ConsoleReporter):
             self.counts["blocked"] += 1
             self._line(f"{self._progress()} {folder} {what} : non fait (une vue dont il dépend a échoué)")
             return
+        if getattr(fail, "kind", None) == "BudgetExceeded":
+            self.counts["postponed"] += 1
+            self.budget_message = fail.message
+            self._line(f"{self._progress()} {folder} {what} : reporté (budget MAX_COST atteint)", "33")
+            return
         if isinstance(fail, TaskError):
             self.unexpected += 1
         msg = _failure_text(fail)
@@ -249,6 +256,9 @@ class ProgressReporter(ConsoleReporter):
             extras.append(f"coût {self.cost:.2f} $")
         extras.append(f"{time.monotonic() - self.started:.1f} s")
         self._line(f"{summary} ({', '.join(extras)})", "1")
+        if self.budget_message:
+            self._line(f"{self.budget_message} {c['postponed']} vue(s) reportée(s) à la prochaine "
+                       f"exécution.", "33")
         for folder, reasons in sorted(self.failed.items()):
             for reason in reasons:
                 self._line(f"  ✗ {folder} — {reason}", "31")

@@ -7,12 +7,8 @@ graph in dependency order and applies both rules, exactly as the run will.
 
 from __future__ import annotations
 
-from .models import call_cost
+from .models import estimate_call_cost
 from .provenance import inputs_digest, is_current
-
-# Rough input size of one request image, for the cost estimate (Gemini bills input images as tokens).
-ESTIMATED_TOKENS_PER_INPUT_IMAGE = 1100
-ESTIMATED_TOKENS_PER_INSTRUCTION = 400
 
 REASONS = {
     "missing_target": "image absente",
@@ -43,8 +39,11 @@ def _dependency_order(tasks: dict, selected: list[str]) -> list[str]:
 
 
 def _reasons(status) -> list[str]:
+    reasons = status.reasons or {}
+    if reasons.get("missing_target"):
+        return [REASONS["missing_target"]]  # the rest (no recorded state yet) says nothing more
     out = []
-    for key, value in (status.reasons or {}).items():
+    for key, value in reasons.items():
         if not value:
             continue
         label = REASONS.get(key, key)
@@ -57,8 +56,7 @@ def _reasons(status) -> list[str]:
 def estimated_cost(job) -> float:
     if job is None or job.config.get("generator") != "gemini":
         return 0.0
-    tokens = len(job.inputs) * ESTIMATED_TOKENS_PER_INPUT_IMAGE + ESTIMATED_TOKENS_PER_INSTRUCTION
-    return call_cost(job.config["model"], job.config["image_size"], tokens)
+    return estimate_call_cost(job.config["model"], job.config["image_size"], len(job.inputs))
 
 
 def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[str], int]:
