@@ -46,6 +46,11 @@ def task_upload():
     return tasks.upload_tasks(SETTINGS, REFS)
 
 
+def task_approve():
+    """Approuve les vues actuelles d'une référence retenue par le contrôle qualité (approve:<dossier>)."""
+    return tasks.approve_tasks(SETTINGS, REFS or [])
+
+
 def task_check_api():
     """Vérifie la clé Gemini, le modèle et le quota, sans rien générer."""
     return tasks.check_api_task(SETTINGS)

@@ -122,6 +122,30 @@ def _generate_gemini(settings: Settings, job: ViewJob, size: tuple[int, int]):
                             "metrics": finished.metrics, **extra}
 
 
+# QA measures at a reduced size: reading the inputs at this long side is plenty.
+QA_READ_SIDE = 1024
+
+
+def _quality(settings: Settings, job: ViewJob, image, size: tuple[int, int]) -> dict:
+    """The quality checks of DESIGN "Quality gate": a failing view is kept but held from upload."""
+    from .imaging import open_image
+    from .qa import check_view
+
+    def read(path: Path | None):
+        if path is None or not path.exists():
+            return None
+        return open_image(path, max_pixels=settings.max_pixels, max_side=QA_READ_SIDE)
+
+    face = read(view_path_of(job, "1_face")) if job.view == "2_back" else None
+    report = check_view(job.view, image, source=read(job.source), style=read(job.style), face=face,
+                        expected_size=size)
+    return report.to_json()
+
+
+def view_path_of(job: ViewJob, view: str) -> Path:
+    return job.output.with_name(f"{view}.png")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -139,21 +163,23 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
         image, info = _generate_gemini(settings, job, size)
     else:
         image, info = _render_local(settings, job, size)
+    qa = _quality(settings, job, image, size)
     png = save_png_atomic(image, job.output)
     seconds = round(time.monotonic() - started, 3)
-    verdict = "uncertain" if info.get("uncertain") else "ok"
     write_sidecar(job.output, {
         "view": job.view, "folder": job.folder, "inputs": files, "inputs_digest": digest,
         "config": job.config, "prompt_version": job.config.get("prompt_version"),
         "model": info.get("model"), "seed": job.config.get("seed", 0),
         "output_sha256": sha256_bytes(png), "width": image.width, "height": image.height,
         "seconds": seconds, "created_at": _now(),
-        "qa": {"verdict": verdict, "checks": {}},
+        "qa": qa,
         **{k: v for k, v in info.items() if k != "model"},
     })
+    held = [c["message"] for c in qa["checks"].values() if not c["passed"]]
     return {"outcome": "cached" if info.get("from_cache") else "generated", "seconds": seconds,
             "cost_usd": info.get("cost_usd", 0.0), "uncertain": bool(info.get("uncertain")),
-            "notes": "; ".join(info.get("notes", [])), "generator": info["generator"]}
+            "notes": "; ".join(info.get("notes", [])), "generator": info["generator"],
+            "held": "; ".join(held)}
 
 
 def view_action(settings: Settings, job: ViewJob):

@@ -214,7 +214,10 @@ class ProgressReporter(ConsoleReporter):
             text += f", {values['cost_usd']:.3f} $"
         if values.get("uncertain"):
             text += f" — INCERTAIN, à vérifier : {values.get('notes')}"
-        self._line(text, "33" if values.get("uncertain") else None)
+        if values.get("held"):
+            self.counts["held"] += 1
+            text += f" — RETENUE (pas d'envoi avant vérification) : {values['held']}"
+        self._line(text, "33" if values.get("uncertain") or values.get("held") else None)
 
     def add_failure(self, task, fail):
         from doit.exceptions import TaskError
@@ -250,6 +253,8 @@ class ProgressReporter(ConsoleReporter):
         extras = []
         if c["cached"]:
             extras.append(f"dont {c['cached']} repris sans nouvel appel payant")
+        if c["held"]:
+            extras.append(f"{c['held']} retenue(s) par le contrôle qualité")
         if c["uploaded"]:
             extras.append(f"{c['uploaded']} références envoyées")
         if self.cost:

@@ -180,3 +180,35 @@ def _check_api_action(settings: Settings):
     ok, message = check_api(settings)
     print(message, flush=True)
     return None if ok else TaskFailed(message)
+
+
+# --- approval ---------------------------------------------------------------------------------
+
+def _approve_action(settings: Settings, ref: Reference):
+    from doit.exceptions import TaskFailed
+
+    from . import review_state
+    from .files import sha256_file
+
+    folder_dir = settings.output_dir / ref.folder
+    approved = []
+    for view in ref.views:
+        path = view_path(settings, ref.folder, view)
+        if path.exists():
+            review_state.decide(folder_dir, view, sha256_file(path), "approved", note="doit approve")
+            approved.append(view)
+    if not approved:
+        return TaskFailed(f"{ref.folder} : aucune vue à approuver dans {folder_dir} (générez-les d'abord).")
+    print(f"{ref.folder} : approuvé pour l'envoi ({', '.join(approved)}), tel que ces images sont "
+          f"maintenant ; une image régénérée devra être approuvée à nouveau.", flush=True)
+    return None
+
+
+def approve_tasks(settings: Settings, refs: list[Reference]):
+    """`approve:<folder>`: a person checked the views: let them through the quality gate."""
+    for ref in refs:
+        if ref.problem:
+            continue
+        yield {"name": ref.task_name, "doc": f"approuver les vues actuelles de {ref.folder}",
+               "actions": [(_approve_action, [settings, ref])], "uptodate": [False],
+               "io": {"capture": False}, "meta": {"kind": "check", "folder": ref.folder, "view": "approbation"}}

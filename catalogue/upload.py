@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import review_state
 from .backend import BackendClient
 from .errors import UploadError
 from .imaging import atomic_write_bytes, sha256_bytes, sha256_file
@@ -100,7 +101,14 @@ def _gate_local_renderer(settings, view: LocalView) -> str | None:
     return None
 
 
-GATES = (_gate_sidecar, _gate_local_renderer)
+def _gate_quality(settings, view: LocalView) -> str | None:
+    reason = review_state.blocking_reason(view.path.parent, view.name, view.sha256, view.sidecar or {})
+    if reason:
+        return f"{reason} — vérifiez la vue, puis doit approve:{view.path.parent.name} (ou régénérez-la)"
+    return None
+
+
+GATES = (_gate_sidecar, _gate_local_renderer, _gate_quality)
 
 
 def _gate_reasons(settings, views: list[LocalView]) -> str | None:

@@ -48,3 +48,25 @@ def test_doit_upload_publishes_each_reference_once(shop):
     again = project.doit("upload", extra_env={"ALLOW_LOCAL_UPLOAD": "1"})
     assert len(backend.calls("POST")) == posts  # nothing sent twice
     assert re.search(r"Terminé : 0 générés", again.stdout)
+
+
+def test_held_view_waits_for_doit_approve(shop):
+    import json
+
+    project, backend, ids = shop
+    env = {"ALLOW_LOCAL_UPLOAD": "1"}
+    project.doit("generate:L100001-V09A", check=True)
+    side_path = project.output / "L100001-V09A" / "2_back.json"
+    side = json.loads(side_path.read_text())
+    side["qa"] = {"verdict": "held", "checks": {"style_copy": {
+        "value": 1.2, "threshold": "≥ 6", "passed": False,
+        "message": "vêtement copié de la référence de style : distance 1.2 (min 6)"}}}
+    side_path.write_text(json.dumps(side))
+
+    held = project.doit("upload:L100001-V09A", extra_env=env)
+    assert held.returncode == 1 and "vêtement copié de la référence de style" in held.stdout
+    assert backend.calls("POST") == []
+    approve = project.doit("approve:L100001-V09A", check=True)
+    assert "approuvé pour l'envoi" in approve.stdout
+    project.doit("upload:L100001-V09A", extra_env=env, check=True)
+    assert [i["order"] for i in backend.get_images(ids["L100001-V09A"])[1]] == [0, 1, 2]
