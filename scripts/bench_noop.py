@@ -56,10 +56,9 @@ def median_of(root: Path, runs: int, *args: str) -> float:
 
 
 def main(sizes: list[int]) -> None:
-    baseline = median_of(REPO, 3, "list")  # interpreter + imports + a tiny graph, for reference
-    print(f"`doit list` on the repo (start-up cost): {baseline:.2f} s")
     print(f"{'refs':>6} {'tasks':>6} {'full build':>11} {'no-op ours':>11} {'ms/ref':>7} "
           f"{'no-op doit defaults':>20} {'ms/ref':>7}")
+    results = []
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
@@ -70,8 +69,13 @@ def main(sizes: list[int]) -> None:
             defaults = ("--backend", "dbm", "--db-file", ".doit-defaults.db", "--reporter", "console")
             doit(root, *defaults)
             plain = median_of(root, 3, *defaults)
+            results.append((n, ours, plain))
             print(f"{n:>6} {3 * n:>6} {build:>10.1f}s {ours:>10.2f}s {1000 * ours / n:>7.2f} "
                   f"{plain:>19.2f}s {1000 * plain / n:>7.2f}", flush=True)
+    if len(results) >= 2:  # the cost of one more reference, start-up excluded: is it linear?
+        (n0, o0, p0), (n1, o1, p1) = results[0], results[-1]
+        print(f"marginal cost per reference between {n0} and {n1}: ours {1000 * (o1 - o0) / (n1 - n0):.3f} ms, "
+              f"doit defaults {1000 * (p1 - p0) / (n1 - n0):.3f} ms")
 
 
 if __name__ == "__main__":
