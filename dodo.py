@@ -12,7 +12,7 @@ from pathlib import Path
 
 from doit import get_var
 
-from catalogue import tasks
+from catalogue import review, tasks
 from catalogue.discovery import discover_references
 from catalogue.doit_integration import ProgressReporter, doit_config, handle_sigterm
 from catalogue.errors import PipelineError
@@ -49,6 +49,18 @@ def task_upload():
 def task_approve():
     """Approuve les vues actuelles d'une référence retenue par le contrôle qualité (approve:<dossier>)."""
     return tasks.approve_tasks(SETTINGS, REFS or [])
+
+
+def task_review():
+    """Page de revue sur http://127.0.0.1:8765 : approuver, retenir, nouveau tirage, retouche (Ctrl-C pour arrêter)."""
+    return {"actions": [(review.review_action, [SETTINGS, REFS or []])], "uptodate": [False],
+            "io": {"capture": False}, "verbosity": 2}
+
+
+def task_report():
+    """Écrit output/index.html : la même page, statique, à partager."""
+    return {"actions": [(review.report_action, [SETTINGS, REFS or []])], "uptodate": [False],
+            "io": {"capture": False}, "verbosity": 2}
 
 
 def task_check_api():
