@@ -3,6 +3,7 @@
 Order of operations is what keeps money and data safe:
 1. a view whose sidecar already matches its inputs is left alone (doit's state may be lost);
 2. the generator's raw answer is looked up by request key before any paid call, stored after it;
+   the declared retouches (`adjustments.apply_steps`) follow, each answer stored the same way;
 3. the finished PNG and its sidecar are written atomically, PNG first (a crash in between leaves
    a sidecar that no longer matches: the next run re-finishes from the stored answer, for free).
 """
@@ -38,13 +39,21 @@ class ViewJob:
     anchor: Path | None      # finished view sent as the colour anchor (Gemini only)
     output: Path
     config: dict             # the settings that shape this output (also doit's config_changed)
+    steps: tuple = ()        # declared retouches (adjustments.PlannedStep), applied after generation
+    step_inputs: tuple = ()  # ((role, path), ...): the steps' reference images
 
     @property
-    def inputs(self) -> dict[str, Path]:
+    def base_inputs(self) -> dict[str, Path]:
+        """The images of the base generation request, in request order."""
         roles = {"source": self.source, "style": self.style}
         if self.anchor:
             roles["anchor"] = self.anchor
         return roles
+
+    @property
+    def inputs(self) -> dict[str, Path]:
+        """Every input file of the view (file_dep, sidecar digest): base images + steps' references."""
+        return {**self.base_inputs, **dict(self.step_inputs)}
 
 
 def output_size(settings: Settings, style: Path) -> tuple[int, int]:
@@ -87,7 +96,7 @@ def _generate_gemini(settings: Settings, job: ViewJob, size: tuple[int, int]):
     from .gemini import ImageRequest, nearest_aspect_ratio, prepare_image, shared_generator
     from .prompts import instruction_for
 
-    images = tuple(prepare_image(p, max_pixels=settings.max_pixels) for p in job.inputs.values())
+    images = tuple(prepare_image(p, max_pixels=settings.max_pixels) for p in job.base_inputs.values())
     request = ImageRequest(
         model=job.config["model"], images=images,
         instruction=instruction_for(job.view, has_anchor=job.anchor is not None),
@@ -163,7 +172,23 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
         image, info = _generate_gemini(settings, job, size)
     else:
         image, info = _render_local(settings, job, size)
+    adjustments = None
+    if job.steps:  # declared retouches (adjustments.toml), after generation + finishing, before QA
+        from .adjustments import apply_steps
+
+        done = apply_steps(settings, job, image, size)
+        image, adjustments = done.image, done.records
+        info["notes"] = list(info.get("notes", [])) + done.notes
+        info["uncertain"] = bool(info.get("uncertain")) or done.uncertain
+        info["cost_usd"] = round(info.get("cost_usd", 0.0) + done.cost_usd, 6)
+        info["input_tokens"] = info.get("input_tokens", 0) + done.input_tokens
+        info["output_tokens"] = info.get("output_tokens", 0) + done.output_tokens
+        info["from_cache"] = bool(info.get("from_cache")) and done.paid_calls == 0
     qa = _quality(settings, job, image, size)
+    if adjustments:
+        from .adjustments import supersede_colour_check
+
+        qa = supersede_colour_check(qa, adjustments)
     png = save_png_atomic(image, job.output)
     seconds = round(time.monotonic() - started, 3)
     write_sidecar(job.output, {
@@ -173,6 +198,7 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
         "output_sha256": sha256_bytes(png), "width": image.width, "height": image.height,
         "seconds": seconds, "created_at": _now(),
         "qa": qa,
+        **({"adjustments": adjustments} if adjustments is not None else {}),
         **{k: v for k, v in info.items() if k != "model"},
     })
     held = [c["message"] for c in qa["checks"].values() if not c["passed"]]

@@ -52,21 +52,30 @@ def _source_path(settings: Settings, ref: Reference, view: ViewSpec) -> Path:
     return ref.photos[view.source]
 
 
-def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, styles: StyleRefs) -> dict:
+def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, styles: StyleRefs,
+               steps=None) -> dict:
     task = {"basename": view.name, "name": ref.folder, "io": {"capture": False},
             "doc": f"{view.name} de {ref.folder}",
             "meta": {"kind": "view", "folder": ref.folder, "view": view.name}}
     style = styles.for_view(view.name, ref.folder)
     if style is None:
         return {**task, "actions": [(fail_action, [styles.missing_message(view.name)])]}
+    if steps is not None and steps.problem:  # adjustments.toml malformed or inconsistent
+        return {**task, "actions": [(fail_action, [steps.problem])]}
     anchored = kw["generator"] == "gemini" and view.anchor is not None
     config = {**kw, "seed": ref.seed(view.name)} if kw["generator"] == "gemini" else kw
+    planned = steps.steps if steps is not None else ()
+    if planned:  # declared retouches are inputs of the view: their content is in its config
+        from .adjustments import steps_config
+
+        config = {**config, **steps_config(planned)}
     job = ViewJob(folder=ref.folder, view=view.name, source=_source_path(settings, ref, view),
                   style=style, output=view_path(settings, ref.folder, view.name),
-                  anchor=view_path(settings, ref.folder, view.anchor) if anchored else None, config=config)
+                  anchor=view_path(settings, ref.folder, view.anchor) if anchored else None, config=config,
+                  steps=planned, step_inputs=tuple(steps.inputs.items()) if planned else ())
     task["meta"]["job"] = job
     return {**task,
-            "file_dep": [str(p) for p in job.inputs.values()],
+            "file_dep": list(dict.fromkeys(str(p) for p in job.inputs.values())),
             "targets": [str(job.output), str(job.output.with_suffix(".json"))],
             "actions": [(view_action, [settings, job])],
             "uptodate": [config_changed(config)]}
@@ -84,9 +93,24 @@ def view_tasks(settings: Settings, refs: list[Reference]):
                    "meta": {"kind": "view", "folder": ref.folder, "view": VIEWS[0].name},
                    "actions": [(fail_action, [ref.problem])]}
             continue
+        planned = _planned_steps(settings, ref)
         for name in ref.views:
             view = VIEWS_BY_NAME[name]
-            yield _view_task(settings, ref, view, kws[name], styles)
+            yield _view_task(settings, ref, view, kws[name], styles, planned.get(name))
+
+
+def _planned_steps(settings: Settings, ref: Reference) -> dict:
+    """The declared retouches of each view of `ref` (photos/<folder>/adjustments.toml), planned."""
+    from .adjustments import ViewSteps, plan_reference, read_reference
+
+    steps, problem = read_reference(settings, ref.folder)
+    if problem:  # a malformed file fails every view of the reference, naming the file and line
+        return {v: ViewSteps(problem=problem) for v in ref.views}
+    if not steps:
+        return {}
+    return plan_reference(settings, ref.folder, ref.views, steps, generator=settings.generator,
+                          source_of=lambda v: _source_path(settings, ref, VIEWS_BY_NAME[v]),
+                          view_path_of=lambda v: view_path(settings, ref.folder, v))
 
 
 def generate_tasks(refs: list[Reference]):

@@ -16,7 +16,9 @@ plausible product picture.
 Scriptable: `push(*scenarios)` queues per-request scenarios (then `default` applies); a scenario
 is a name or a dict `{"kind": name, ...params}`:
 
-    ok                 final image (params: mime "image/png"|"image/jpeg", text)
+    ok                 final image (params: mime "image/png"|"image/jpeg", text; recolour [r, g, b]:
+                       the garment of the first image, i.e. what differs from its border, is
+                       repainted in that colour, its shading kept: a retouch that changed colour)
     draft              a thought text, a thought (draft) image, then the final image
     thought_only       only thought images
     rate_limited       429 with RetryInfo (param retry_delay, default "1.5s")
@@ -130,8 +132,24 @@ def _ratio(aspect: str | None) -> tuple[int, int]:
         return (1, 1)
 
 
+def _recolour(src: Image.Image, colour) -> Image.Image:
+    """Pixels farther than 30 from the image's border median repainted in `colour`, shading kept."""
+    import numpy as np
+
+    arr = np.asarray(src, dtype=np.float32)
+    band = np.concatenate([arr[:2].reshape(-1, 3), arr[-2:].reshape(-1, 3),
+                           arr[:, :2].reshape(-1, 3), arr[:, -2:].reshape(-1, 3)])
+    border = np.median(band, axis=0)
+    fg = np.abs(arr - border).max(-1) > 30
+    if fg.any():
+        lum = arr.mean(-1)
+        shade = lum / max(float(np.median(lum[fg])), 1.0)
+        arr[fg] = np.clip(np.asarray(colour, np.float32)[None, :] * shade[fg][:, None], 0, 255)
+    return Image.fromarray(arr.astype(np.uint8), "RGB")
+
+
 def render_answer(first_image: bytes | None, aspect: str | None, *, mime: str = "image/png",
-                  shade: int | None = None) -> bytes:
+                  shade: int | None = None, recolour=None) -> bytes:
     """The fake's 'generated' picture: the first input image downscaled onto a grey canvas."""
     rw, rh = _ratio(aspect)
     if rw >= rh:
@@ -142,6 +160,8 @@ def render_answer(first_image: bytes | None, aspect: str | None, *, mime: str = 
     if first_image is not None and shade is None:
         with Image.open(io.BytesIO(first_image)) as src:
             src = src.convert("RGB")
+            if recolour is not None:
+                src = _recolour(src, recolour)
             src.thumbnail((int(size[0] * 0.8), int(size[1] * 0.8)), Image.BILINEAR)
             canvas.paste(src, ((size[0] - src.width) // 2, (size[1] - src.height) // 2))
     buf = io.BytesIO()
@@ -341,7 +361,8 @@ class FakeGemini:
         else:
             if scenario.get("text"):
                 parts.append({"text": scenario["text"]})
-            parts.append({"inlineData": {"mimeType": mime, "data": _b64(render_answer(first, aspect, mime=mime))},
+            parts.append({"inlineData": {"mimeType": mime, "data": _b64(render_answer(first, aspect, mime=mime,
+                                                                                 recolour=scenario.get("recolour")))},
                           "thoughtSignature": _b64(b"fake-signature")})
         return 200, {"candidates": [{"content": {"role": "model", "parts": parts},
                                      "finishReason": "STOP", "index": 0}],
