@@ -12,7 +12,7 @@ from pathlib import Path
 
 from doit import get_var
 
-from catalogue import review, tasks
+from catalogue import tasks
 from catalogue.discovery import discover_references
 from catalogue.doit_integration import ProgressReporter, doit_config, handle_sigterm
 from catalogue.errors import PipelineError
@@ -53,14 +53,12 @@ def task_approve():
 
 def task_review():
     """Page de revue sur http://127.0.0.1:8765 : approuver, retenir, nouveau tirage, retouche (Ctrl-C pour arrêter)."""
-    return {"actions": [(review.review_action, [SETTINGS, REFS or []])], "uptodate": [False],
-            "io": {"capture": False}, "verbosity": 2}
+    return tasks.review_task(SETTINGS, REFS or [])
 
 
 def task_report():
     """Écrit output/index.html : la même page, statique, à partager."""
-    return {"actions": [(review.report_action, [SETTINGS, REFS or []])], "uptodate": [False],
-            "io": {"capture": False}, "verbosity": 2}
+    return tasks.report_task(SETTINGS, REFS or [])
 
 
 def task_check_api():

@@ -880,7 +880,7 @@ def review_action(settings: Settings, refs: list[Reference]):
     """`doit review`: a failure to start (port taken) fails the task; Ctrl-C ends it normally."""
     from doit.exceptions import TaskFailed
 
-    port = int(os.environ.get("REVIEW_PORT", "8765"))
+    port = settings.review_port
     return None if serve(settings, refs, port=port) == 0 else TaskFailed(
         f"Page de revue non démarrée : le port {port} est pris (réglez REVIEW_PORT).")
 

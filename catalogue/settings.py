@@ -42,6 +42,7 @@ class Settings:
     upload_mode: str
     allow_local_upload: bool
     products_map: Path | None
+    review_port: int                    # `doit review` listens on 127.0.0.1:<port>
     gemini_api_key: str | None = field(default=None, repr=False)
     backend_token: str | None = field(default=None, repr=False)
     database_url: str | None = field(default=None, repr=False)
@@ -132,6 +133,7 @@ def load_settings(root: Path | str = ".", environ=None, model_override: str | No
         upload_mode=_choice(env, "UPLOAD_MODE", "replace", UPLOAD_MODES),
         allow_local_upload=env.get("ALLOW_LOCAL_UPLOAD", "").strip().lower() in ("1", "true", "yes", "oui"),
         products_map=_path(root, products_map) if products_map else None,
+        review_port=_int(env, "REVIEW_PORT", 8765),
         gemini_api_key=key,
         backend_token=env.get("BACKEND_TOKEN", "").strip() or None,
         database_url=env.get("DATABASE_URL", "").strip() or None,

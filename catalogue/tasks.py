@@ -236,3 +236,27 @@ def approve_tasks(settings: Settings, refs: list[Reference]):
         yield {"name": ref.task_name, "doc": f"approuver les vues actuelles de {ref.folder}",
                "actions": [(_approve_action, [settings, ref])], "uptodate": [False],
                "io": {"capture": False}, "meta": {"kind": "check", "folder": ref.folder, "view": "approbation"}}
+
+
+# --- review -----------------------------------------------------------------------------------
+
+def _review_action(settings: Settings, refs: list[Reference]):
+    from .review import review_action  # the page's server is only imported when asked for
+
+    return review_action(settings, refs)
+
+
+def _report_action(settings: Settings, refs: list[Reference]):
+    from .review import report_action
+
+    return report_action(settings, refs)
+
+
+def review_task(settings: Settings, refs: list[Reference]) -> dict:
+    return {"actions": [(_review_action, [settings, refs])], "uptodate": [False],
+            "io": {"capture": False}, "verbosity": 2}
+
+
+def report_task(settings: Settings, refs: list[Reference]) -> dict:
+    return {"actions": [(_report_action, [settings, refs])], "uptodate": [False],
+            "io": {"capture": False}, "verbosity": 2}
