@@ -56,14 +56,27 @@ class ViewJob:
         return {**self.base_inputs, **dict(self.step_inputs)}
 
 
+# Long side of what Gemini returns per IMAGE_SIZE: finished views are never larger (a style
+# reference photographed at 3000×4000 would otherwise give 12 Mpx views, over the backend's 10 MB).
+IMAGE_SIZE_LONG_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
+
+
 def output_size(settings: Settings, style: Path) -> tuple[int, int]:
-    """OUTPUT_SIZE when set, else the style reference's upright size (header read only)."""
+    """OUTPUT_SIZE when set, else the style reference's upright size, capped at IMAGE_SIZE."""
+    if settings.output_size:
+        return settings.output_size
+    w, h = _style_size(settings, style)
+    cap = IMAGE_SIZE_LONG_SIDE[settings.image_size]
+    scale = min(1.0, cap / max(w, h))
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _style_size(settings: Settings, style: Path) -> tuple[int, int]:
+    """The style reference's upright size (header read only)."""
     from PIL import Image
 
     from .imaging import open_image
 
-    if settings.output_size:
-        return settings.output_size
     try:
         with Image.open(style) as img:
             w, h = img.size

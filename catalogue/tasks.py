@@ -36,9 +36,10 @@ def view_config(settings: Settings, view: ViewSpec) -> dict:
     """The settings that shape this view's image, whatever the reference."""
     from .prompts import PROMPT_VERSION
 
-    kw = {"generator": settings.generator, "view": view.name, "output_size": settings.output_size}
+    kw = {"generator": settings.generator, "view": view.name, "output_size": settings.output_size,
+          "image_size": settings.image_size}  # caps the output's size too
     if settings.generator == "gemini":
-        kw.update(model=settings.model, image_size=settings.image_size, api_version=API_VERSION,
+        kw.update(model=settings.model, api_version=API_VERSION,
                   prompt_version=PROMPT_VERSION, finishing_version=FINISHING_VERSION,
                   anchored=bool(view.anchor))
     else:

@@ -165,3 +165,15 @@ def test_two_overlapping_runs_never_build_a_view_twice(project):
     assert "Une autre exécution est déjà en cours" in second.stdout
     assert built(second) == set()
     assert first.returncode == 0 and len(built(type("P", (), {"stdout": out})())) == 24
+
+
+def test_output_size_follows_the_style_reference_capped_by_image_size(project):
+    from PIL import Image
+    from conftest import style_ref
+
+    style_ref(project.root / "refs" / "1_face.png", "1_face", size=(1500, 2000))
+    project.photo("A-1")
+    project.doit("1_face:A-1", check=True, extra_env={"IMAGE_SIZE": "1K"})
+    assert Image.open(project.output / "A-1" / "1_face.png").size == (768, 1024)
+    project.doit("1_face:A-1", check=True, extra_env={"IMAGE_SIZE": "1K", "OUTPUT_SIZE": "400x500"})
+    assert Image.open(project.output / "A-1" / "1_face.png").size == (400, 500)
