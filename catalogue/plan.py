@@ -54,9 +54,16 @@ def _reasons(status) -> list[str]:
 
 
 def estimated_cost(job) -> float:
+    """The base generation plus one call per declared retouch instruction (pessimistic: a
+    request already paid for is answered from the store at no cost)."""
     if job is None or job.config.get("generator") != "gemini":
         return 0.0
-    return estimate_call_cost(job.config["model"], job.config["image_size"], len(job.inputs))
+    size = job.config["image_size"]
+    cost = estimate_call_cost(job.config["model"], size, len(job.base_inputs))
+    for step in job.steps:
+        if step.kind == "instruction":
+            cost += estimate_call_cost(step.model or job.config["model"], size, 2 if step.ref_path else 1)
+    return cost
 
 
 def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[str], int]:
