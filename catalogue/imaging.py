@@ -15,8 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import InputError
-from .views import IMAGE_SUFFIXES  # noqa: F401 (re-exported)
-from .files import atomic_write_bytes, sha256_bytes, sha256_file  # noqa: F401 (re-exported)
+from .files import atomic_write_bytes
 
 try:  # HEIC/HEIF straight from the shop's iPhone
     from pillow_heif import register_heif_opener

@@ -44,7 +44,7 @@ from pathlib import Path
 from . import review_state
 from .backend import BackendClient
 from .errors import UploadError
-from .imaging import atomic_write_bytes, sha256_bytes, sha256_file
+from .files import atomic_write_bytes, sha256_bytes, sha256_file
 from .lookup import resolve_product_id
 from .views import VIEWS, ViewSpec
 

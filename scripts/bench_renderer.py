@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from catalogue.finishing import finish  # noqa: E402
-from catalogue.imaging import IMAGE_SUFFIXES, open_image  # noqa: E402
+from catalogue.imaging import open_image  # noqa: E402
+from catalogue.views import IMAGE_SUFFIXES  # noqa: E402
 from catalogue.local_renderer import render_view  # noqa: E402
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,13 +10,6 @@ from catalogue.errors import InputError
 from catalogue.imaging import open_image
 from conftest import garment_photo
 from test_pipeline import built, summary
-
-
-def _photo_bytes(**kw) -> bytes:
-    buf = io.BytesIO()
-    img = Image.open(garment_photo(__import__("pathlib").Path("/tmp/_tmp_face.jpg"), **kw))
-    img.save(buf, "JPEG")
-    return buf.getvalue()
 
 
 def test_every_bad_input_fails_alone_with_a_french_message(project):
@@ -128,7 +119,7 @@ def test_exif_rotated_photo_is_read_upright(tmp_path):
 
 
 def test_heic_photo_from_an_iphone_works(tmp_path):
-    pillow_heif = pytest.importorskip("pillow_heif")
+    pytest.importorskip("pillow_heif")
     img = Image.open(garment_photo(tmp_path / "src.jpg"))
     try:
         img.save(tmp_path / "face.heic", format="HEIF")
