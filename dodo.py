@@ -48,7 +48,7 @@ def task_upload():
 
 def task_approve():
     """Approuve les vues actuelles d'une référence retenue par le contrôle qualité (approve:<dossier>)."""
-    return tasks.approve_tasks(SETTINGS, REFS or [])
+    return tasks.approve_tasks(SETTINGS, REFS or [], sys.argv[1:])
 
 
 def task_review():

@@ -31,6 +31,7 @@ class Reference:
     photos: dict[str, Path]                       # "face" / "back" -> photo file
     problem: str | None = None                    # French message when the folder is unusable
     seeds: dict[str, int] = field(default_factory=dict)  # view -> seed (a re-roll bumps it)
+    files: frozenset[str] = frozenset()          # every file name in the folder (as listed once)
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -46,18 +47,26 @@ class Reference:
         return int(self.seeds.get(view, 0))
 
 
-def _image_files(folder: Path) -> dict[str, Path]:
-    """Lower-cased stem -> file, for the image files directly in `folder`."""
+def _list_files(folder: Path) -> tuple[dict[str, Path], frozenset[str]]:
+    """(lower-cased stem -> image file, every file name) for the files directly in `folder`.
+
+    One scandir per folder: the graph is loaded for every doit command, on thousands of folders.
+    """
     found: dict[str, Path] = {}
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
-        return found
+        return found, frozenset()
     for entry in entries:
         stem, dot, suffix = entry.name.rpartition(".")
         if dot and ("." + suffix.lower()) in IMAGE_SUFFIXES and entry.is_file():
             found.setdefault(stem.lower(), Path(entry.path))
-    return found
+    return found, frozenset(e.name for e in entries)
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    """Lower-cased stem -> file, for the image files directly in `folder`."""
+    return _list_files(folder)[0]
 
 
 def _read_seeds(photo_dir: Path) -> dict[str, int]:
@@ -76,7 +85,7 @@ def _reference(folder: str, photo_dir: Path) -> Reference:
         return Reference(folder, photo_dir, {}, problem=(
             f"Nom de dossier invalide « {folder} » : utilisez la référence produit avec « - » à la "
             f"place de « / » (ex. L100001-V09A), sans espace, « = » ni « : »."))
-    files = _image_files(photo_dir)
+    files, names = _list_files(photo_dir)
     photos = {}
     for role, stems in PHOTO_NAMES.items():
         for stem in stems:
@@ -87,7 +96,8 @@ def _reference(folder: str, photo_dir: Path) -> Reference:
     if "face" not in photos:
         problem = (f"Photo de face manquante dans {photo_dir} : ajoutez face.jpg (ou face.heic, "
                    f"face.png, 1_face.jpg…).")
-    return Reference(folder, photo_dir, photos, problem=problem, seeds=_read_seeds(photo_dir))
+    seeds = _read_seeds(photo_dir) if OVERRIDES_FILE in names else {}
+    return Reference(folder, photo_dir, photos, problem=problem, seeds=seeds, files=names)
 
 
 def discover_references(photos_dir: Path) -> list[Reference]:
