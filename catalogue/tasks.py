@@ -62,8 +62,7 @@ def _source_path(settings: Settings, ref: Reference, view: ViewSpec) -> Path:
 
 def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, styles: StyleRefs,
                steps=None) -> dict:
-    task = {"basename": view.name, "name": ref.folder, "io": {"capture": False},
-            "doc": f"{view.name} de {ref.folder}",
+    task = {"basename": view.name, "name": ref.folder,
             "meta": {"kind": "view", "folder": ref.folder, "view": view.name}}
     style = styles.for_view(view.name, ref.folder)
     if style is None:
@@ -127,7 +126,7 @@ def generate_tasks(refs: list[Reference]):
     """`generate:<folder>`: the views of one reference; `generate` alone: every reference."""
     for ref in refs:
         views = ref.views if not ref.problem else (VIEWS[0].name,)
-        yield {"name": ref.task_name, "actions": None, "doc": f"les vues de {ref.folder}",
+        yield {"name": ref.task_name, "actions": None,
                "task_dep": [f"{v}:{ref.task_name}" for v in views]}
 
 
@@ -180,8 +179,7 @@ def upload_tasks(settings: Settings, refs: list[Reference]):
     """`upload:<folder>`: the reference's finished views -> the shop (safe replace)."""
     kw = {"backend_url": settings.backend_url, "mode": settings.upload_mode}
     for ref in refs:
-        task = {"name": ref.task_name, "doc": f"envoi des vues de {ref.folder} à la boutique",
-                "io": {"capture": False}, "meta": {"kind": "upload", "folder": ref.folder}}
+        task = {"name": ref.task_name, "meta": {"kind": "upload", "folder": ref.folder}}
         if ref.problem:
             yield {**task, "actions": [(fail_action, [ref.problem])]}
             continue
