@@ -224,7 +224,12 @@ class ProgressReporter(ConsoleReporter):
 
         meta = _meta(task)
         if not meta.get("kind"):
-            return  # a group (generate:<folder>) failing because one of its views did: said already
+            if _is_unmet(fail):
+                return  # a group (generate:<folder>) failing because one of its views did: said already
+            self.unexpected += 1
+            self.failed.setdefault(task.name, []).append(_failure_text(fail))
+            self._line(f"[!] {task.name} : ÉCHEC — {_failure_text(fail)}", "31")
+            return
         folder = meta.get("folder") or task.name
         what = meta.get("view") or "envoi"
         if _is_unmet(fail):  # the cause is reported on its own line
