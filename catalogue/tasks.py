@@ -62,7 +62,9 @@ def _source_path(settings: Settings, ref: Reference, view: ViewSpec) -> Path:
 
 def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, styles: StyleRefs,
                steps=None) -> dict:
-    task = {"basename": view.name, "name": ref.folder,
+    # No output capture: doit swaps the global sys.stdout per captured action, which races under
+    # threads (a closed buffer left behind made the process exit with 120 after 10,000 views).
+    task = {"basename": view.name, "name": ref.folder, "io": {"capture": False},
             "meta": {"kind": "view", "folder": ref.folder, "view": view.name}}
     style = styles.for_view(view.name, ref.folder)
     if style is None:
@@ -179,7 +181,7 @@ def upload_tasks(settings: Settings, refs: list[Reference]):
     """`upload:<folder>`: the reference's finished views -> the shop (safe replace)."""
     kw = {"backend_url": settings.backend_url, "mode": settings.upload_mode}
     for ref in refs:
-        task = {"name": ref.task_name, "meta": {"kind": "upload", "folder": ref.folder}}
+        task = {"name": ref.task_name, "io": {"capture": False}, "meta": {"kind": "upload", "folder": ref.folder}}
         if ref.problem:
             yield {**task, "actions": [(fail_action, [ref.problem])]}
             continue
