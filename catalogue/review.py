@@ -326,15 +326,6 @@ def _counts(rows: list[dict]) -> dict:
     return counts
 
 
-def adjustments_available() -> tuple[bool, str]:
-    """(available, French note): the retouching module is optional (lazy import)."""
-    try:
-        from .adjustments import record_step  # noqa: F401
-    except ImportError:
-        return False, "Ajustements indisponibles : le module de retouche (catalogue.adjustments) est absent."
-    return True, ""
-
-
 # --- thumbnails ---------------------------------------------------------------------------------
 
 def thumbnail(settings: Settings, path: Path, side: int, *, what: str = "la photo",
@@ -554,14 +545,13 @@ class ReviewApp:
     def state(self) -> dict:
         rows = [build_row(self.settings, self.refs[f], self.styles, self.shas, self.links, i)
                 for i, f in enumerate(self.order)]
-        available, note = adjustments_available()
         return {"ok": True, "static": False, "project": self.settings.root.name,
                 "generator": self.settings.generator, "model": self.settings.model,
                 "reroll_available": self.settings.generator == "gemini",
                 "reroll_note": "" if self.settings.generator == "gemini" else
                 ("Rendu local : un nouveau tirage donnerait la même image (réglez GEMINI_API_KEY "
                  "pour des tirages Gemini)."),
-                "adjust_available": available, "adjust_note": note,
+                "adjust_available": True, "adjust_note": "",
                 "rows": rows, "counts": _counts(rows), "jobs": self.jobs.snapshot()}
 
     # actions -------------------------------------------------------------------------------
@@ -608,10 +598,8 @@ class ReviewApp:
             raise ApiError(HTTPStatus.BAD_REQUEST, "Écrivez l'instruction d'ajustement.")
         if len(instruction) > 2000:
             raise ApiError(HTTPStatus.BAD_REQUEST, "Instruction trop longue (2000 caractères au plus).")
-        try:
-            from .adjustments import record_step
-        except ImportError:
-            raise ApiError(HTTPStatus.NOT_IMPLEMENTED, adjustments_available()[1])
+        from .adjustments import record_step
+
         other = _str(body, "ref", required=False) or None
         if other is not None and (other not in ref.views or other == view):
             raise ApiError(HTTPStatus.BAD_REQUEST, f"Image de référence invalide : « {other} » (une autre vue de {ref.folder}).")

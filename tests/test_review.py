@@ -304,8 +304,6 @@ def test_a_failed_regeneration_says_why(proj):
 
 
 def test_adjustment_recorded_then_the_reference_regenerated_for_real(server, proj):
-    if not review.adjustments_available()[0]:
-        pytest.skip("catalogue.adjustments absent: the adjustment action is disabled (see the next test)")
     status, res = server.request("POST", "/api/adjust", {"folder": "W200300-V01", "view": "1_face",
                                                          "instruction": "Rendre le logo plus net."})
     assert status == 200, res
@@ -321,15 +319,6 @@ def test_adjustment_recorded_then_the_reference_regenerated_for_real(server, pro
                 {"folder": "W200300-V01", "view": "1_face", "instruction": "x", "ref": "../../etc/passwd"}):
         status, res = server.request("POST", "/api/adjust", bad)
         assert status == 400 and res["error"]
-
-
-def test_adjustment_disabled_with_a_note_when_the_module_is_missing(server, monkeypatch):
-    monkeypatch.setitem(sys.modules, "catalogue.adjustments", None)  # import fails
-    _, state = server.request("GET", "/api/state")
-    assert state["adjust_available"] is False and "catalogue.adjustments" in state["adjust_note"]
-    status, res = server.request("POST", "/api/adjust", {"folder": "W200300-V01", "view": "1_face",
-                                                         "instruction": "x"})
-    assert status == 501 and "indisponibles" in res["error"]
 
 
 def test_serve_prints_the_url_in_french_and_stops_on_ctrl_c(proj, capsys, monkeypatch):
