@@ -158,14 +158,12 @@ def _quality(settings: Settings, job: ViewJob, image, size: tuple[int, int]) -> 
             return None
         return open_image(path, max_pixels=settings.max_pixels, max_side=QA_READ_SIDE)
 
-    face = read(view_path_of(job, "1_face")) if job.view == "2_back" else None
+    # Back vs face only when the face is an input of the back (Gemini's colour anchor): otherwise
+    # the face may be missing or older than this back, and nothing would re-check it.
+    face = read(job.anchor) if job.view == "2_back" else None
     report = check_view(job.view, image, source=read(job.source), style=read(job.style), face=face,
                         expected_size=size)
     return report.to_json()
-
-
-def view_path_of(job: ViewJob, view: str) -> Path:
-    return job.output.with_name(f"{view}.png")
 
 
 def _now() -> str:

@@ -41,7 +41,11 @@ class Reference:
     @property
     def task_name(self) -> str:
         """The folder as a doit task name (doit refuses '=' and splits on ':')."""
-        return self.folder if not self.problem else re.sub(r"[^A-Za-z0-9._-]", "_", self.folder)
+        if not self.problem:
+            return self.folder
+        # Unique even when two bad names sanitise alike ("A B" and "A=B").
+        digest = hashlib.sha256(self.folder.encode()).hexdigest()[:6]
+        return f"{re.sub(r'[^A-Za-z0-9._-]', '_', self.folder)}~{digest}"
 
     def seed(self, view: str) -> int:
         return int(self.seeds.get(view, 0))
@@ -69,15 +73,17 @@ def _image_files(folder: Path) -> dict[str, Path]:
     return _list_files(folder)[0]
 
 
-def _read_seeds(photo_dir: Path) -> dict[str, int]:
+def _read_seeds(photo_dir: Path) -> tuple[dict[str, int], str | None]:
+    """(view -> seed, problem): a broken file must not silently bring back re-rolled images."""
     path = photo_dir / OVERRIDES_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return {str(k): int(v) for k, v in (data.get("seeds") or {}).items()}
+        return {str(k): int(v) for k, v in (data.get("seeds") or {}).items()}, None
     except (FileNotFoundError, NotADirectoryError):
-        return {}
+        return {}, None
     except (ValueError, TypeError, AttributeError):
-        return {}
+        return {}, (f"{path} est illisible (attendu : {{\"seeds\": {{\"2_back\": 1}}}}, les nouveaux "
+                    f"tirages y sont notés) : corrigez-le ou supprimez-le.")
 
 
 def _reference(folder: str, photo_dir: Path) -> Reference:
@@ -96,7 +102,8 @@ def _reference(folder: str, photo_dir: Path) -> Reference:
     if "face" not in photos:
         problem = (f"Photo de face manquante dans {photo_dir} : ajoutez face.jpg (ou face.heic, "
                    f"face.png, 1_face.jpg…).")
-    seeds = _read_seeds(photo_dir) if OVERRIDES_FILE in names else {}
+    seeds, seeds_problem = _read_seeds(photo_dir) if OVERRIDES_FILE in names else ({}, None)
+    problem = problem or seeds_problem
     return Reference(folder, photo_dir, photos, problem=problem, seeds=seeds, files=names)
 
 
@@ -144,8 +151,9 @@ class StyleRefs:
         candidates = self._candidates.get(view) or []
         if not candidates:
             return None
-        index = int(hashlib.sha256(folder.encode()).hexdigest()[:8], 16) % len(candidates)
-        return candidates[index]
+        # Rendezvous hashing: adding an image to the folder moves only the references that pick
+        # the new one (about 1 in n+1), so the others are not regenerated and paid again.
+        return max(candidates, key=lambda p: hashlib.sha256(f"{folder}\0{p.name}".encode()).digest())
 
     def missing_message(self, view: str) -> str:
         names = next(v.ref_names for v in VIEWS if v.name == view)

@@ -32,7 +32,10 @@ def bump_seed(settings: Settings, args: list[str]) -> tuple[str, str, int]:
     except FileNotFoundError:
         data = {}
     except ValueError:
-        raise InputError(f"{path} est illisible (JSON invalide) : corrigez-le ou supprimez-le.")
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("seeds", {}), dict):
+        raise InputError(f"{path} est illisible (attendu : {{\"seeds\": {{\"2_back\": 1}}}}) : "
+                         f"corrigez-le ou supprimez-le.")
     seeds = data.setdefault("seeds", {})
     seeds[view] = int(seeds.get(view, 0)) + 1
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())

@@ -135,3 +135,35 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     assert path.stat().st_size < 100_000
     with pytest.raises(InputError, match="trop grande"):
         open_image(path, max_pixels=60_000_000)
+
+
+def test_odd_folder_names_that_sanitise_alike_fail_alone(project):
+    project.photo("A B")
+    project.photo("A=B")
+    project.photo("GOOD-1")
+    run = project.doit()
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert built(run) == {"GOOD-1 1_face", "GOOD-1 3_detail_logo"}
+    assert run.stdout.count("Nom de dossier invalide") >= 2
+
+
+def test_broken_overrides_file_fails_its_reference_instead_of_forgetting_rerolls(project):
+    project.photo("A-1")
+    (project.root / "photos" / "A-1" / "overrides.json").write_text("[1, 2]")
+    run = project.doit()
+    assert run.returncode == 1 and "overrides.json est illisible" in run.stdout
+
+
+def test_adding_a_style_image_moves_few_references(tmp_path):
+    from catalogue.discovery import StyleRefs
+    from conftest import style_ref
+
+    for i in range(2):
+        style_ref(tmp_path / "refs" / "1_face" / f"r{i}.png", "1_face")
+    folders = [f"R{i:04d}-V1" for i in range(600)]
+    before = {f: StyleRefs(tmp_path / "refs").for_view("1_face", f) for f in folders}
+    style_ref(tmp_path / "refs" / "1_face" / "r2.png", "1_face")
+    after = {f: StyleRefs(tmp_path / "refs").for_view("1_face", f) for f in folders}
+    moved = sum(before[f] != after[f] for f in folders)
+    assert moved == sum(after[f].name == "r2.png" for f in folders)  # only to the new image
+    assert moved < 0.45 * len(folders)
