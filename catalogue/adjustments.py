@@ -572,24 +572,20 @@ def _gemini_step(settings, job, step: PlannedStep, current, ref_img, size) -> tu
                            aspect_ratio=nearest_aspect_ratio(*size),
                            image_size=job.config.get("image_size") or settings.image_size, seed=0)
     key = request.key()
-    store = AnswerStore(settings.state_dir / "answers")
-    hit = store.get(key)
-    rec = {"model": request.model, "request_key": key}
-    if hit:
-        data, meta = hit
-        rec.update(from_cache=True, cost_usd=0.0, input_tokens=meta.get("input_tokens", 0),
-                   output_tokens=meta.get("output_tokens", 0), model_text=meta.get("model_text", ""))
-    else:
+
+    def pay():
         answer = shared_generator(settings).generate(request, folder=job.folder,
                                                      view=f"{job.view} (retouche {step.index})")
-        data = answer.data
-        store.put(key, data, {"mime": answer.mime, "model": request.model, "folder": job.folder,
-                              "view": job.view, "step": step.index, "kind": "adjustment",
-                              "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
-                              "cost_usd": answer.cost_usd, "seconds": answer.seconds,
-                              "model_text": answer.model_text, "created_at": _now()})
-        rec.update(from_cache=False, cost_usd=answer.cost_usd, input_tokens=answer.input_tokens,
-                   output_tokens=answer.output_tokens, model_text=answer.model_text)
+        return answer.data, {"mime": answer.mime, "model": request.model, "folder": job.folder,
+                             "view": job.view, "step": step.index, "kind": "adjustment",
+                             "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
+                             "cost_usd": answer.cost_usd, "seconds": answer.seconds,
+                             "model_text": answer.model_text, "created_at": _now()}
+
+    data, meta, from_store = AnswerStore(settings.state_dir / "answers").get_or_create(key, pay)
+    rec = {"model": request.model, "request_key": key, "from_cache": from_store,
+           "cost_usd": 0.0 if from_store else meta["cost_usd"], "input_tokens": meta.get("input_tokens", 0),
+           "output_tokens": meta.get("output_tokens", 0), "model_text": meta.get("model_text", "")}
     try:
         raw = Image.open(io.BytesIO(data))
         raw.load()

@@ -116,22 +116,19 @@ def _generate_gemini(settings: Settings, job: ViewJob, size: tuple[int, int]):
         aspect_ratio=nearest_aspect_ratio(*size), image_size=job.config["image_size"],
         seed=job.config["seed"])
     key = request.key()
-    store = AnswerStore(settings.state_dir / "answers")
-    hit = store.get(key)
-    if hit:
-        data, meta = hit
-        extra = {"from_cache": True, "cost_usd": 0.0, "input_tokens": meta.get("input_tokens", 0),
-                 "output_tokens": meta.get("output_tokens", 0), "model_text": meta.get("model_text", "")}
-    else:
+
+    def pay():
         answer = shared_generator(settings).generate(request, folder=job.folder, view=job.view)
-        data = answer.data
-        meta = {"mime": answer.mime, "model": request.model, "folder": job.folder, "view": job.view,
-                "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
-                "cost_usd": answer.cost_usd, "seconds": answer.seconds, "model_text": answer.model_text,
-                "created_at": _now()}
-        store.put(key, data, meta)
-        extra = {"from_cache": False, "cost_usd": answer.cost_usd, "input_tokens": answer.input_tokens,
-                 "output_tokens": answer.output_tokens, "model_text": answer.model_text}
+        return answer.data, {
+            "mime": answer.mime, "model": request.model, "folder": job.folder, "view": job.view,
+            "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
+            "cost_usd": answer.cost_usd, "seconds": answer.seconds, "model_text": answer.model_text,
+            "created_at": _now()}
+
+    data, meta, from_store = AnswerStore(settings.state_dir / "answers").get_or_create(key, pay)
+    extra = {"from_cache": from_store, "cost_usd": 0.0 if from_store else meta["cost_usd"],
+             "input_tokens": meta.get("input_tokens", 0), "output_tokens": meta.get("output_tokens", 0),
+             "model_text": meta.get("model_text", "")}
     try:
         raw = Image.open(io.BytesIO(data))
         raw.load()

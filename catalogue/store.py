@@ -8,11 +8,22 @@ identical request is answered from disk whatever happened to doit's state: `doit
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 from .files import atomic_write_bytes
 
 MIME_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
+
+# One lock per request key: doit's worker threads asking the same request (two references with
+# the same photos, a retouch shared by views) wait for the first answer instead of paying twice.
+_key_locks: dict[str, threading.Lock] = {}
+_key_locks_guard = threading.Lock()
+
+
+def _lock_for(key: str) -> threading.Lock:
+    with _key_locks_guard:
+        return _key_locks.setdefault(key, threading.Lock())
 
 
 class AnswerStore:
@@ -37,3 +48,14 @@ class AnswerStore:
         atomic_write_bytes(self._dir(key) / name, data)
         atomic_write_bytes(self._dir(key) / f"{key}.json",
                            json.dumps({**meta, "file": name}, indent=1, sort_keys=True).encode())
+
+    def get_or_create(self, key: str, produce) -> tuple[bytes, dict, bool]:
+        """(data, metadata, from_store): the stored answer, else `produce()` -> (data, metadata),
+        stored before it is returned. `produce` (the paid call) runs once per key at a time."""
+        with _lock_for(key):
+            hit = self.get(key)
+            if hit:
+                return hit[0], hit[1], True
+            data, meta = produce()
+            self.put(key, data, meta)
+            return data, meta, False

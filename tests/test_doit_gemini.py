@@ -138,3 +138,16 @@ def test_the_key_never_appears_anywhere(gemini_project):
     for path in project.root.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".jsonl", ".txt", ".log", ""):
             assert DEFAULT_KEY.encode() not in path.read_bytes(), path
+
+
+def test_identical_requests_in_parallel_are_paid_once(gemini_project):
+    import shutil
+
+    project, fake = gemini_project
+    for twin in ("C-3", "D-4"):  # the same photos as B-2: identical requests
+        shutil.copytree(project.root / "photos" / "B-2", project.root / "photos" / twin)
+    fake.latency = 0.5
+    project.doit("-n", "4", check=True)
+    keys = [json.loads(line)["request_key"]
+            for line in (project.output / ".state" / "ledger.jsonl").read_text().splitlines()]
+    assert len(keys) == len(set(keys))  # every request key paid once
