@@ -152,14 +152,14 @@ def announcement(settings: Settings) -> str:
 
 # --- upload -----------------------------------------------------------------------------------
 
-def _upload_action(settings: Settings, folder: str):
+def _upload_action(settings: Settings, folder: str, views: tuple[str, ...]):
     from doit.exceptions import TaskFailed
 
     from .errors import PipelineError
     from .upload import upload_reference
 
     try:
-        outcome = upload_reference(settings, folder)
+        outcome = upload_reference(settings, folder, views)
     except PipelineError as exc:
         return TaskFailed(exc.message)
     if outcome.skipped_reason:
@@ -168,12 +168,12 @@ def _upload_action(settings: Settings, folder: str):
             "product_id": outcome.product_id}
 
 
-def _upload_current(settings: Settings, folder: str):
+def _upload_current(settings: Settings, folder: str, views: tuple[str, ...]):
     """doit uptodate: True when the stamp matches every finished view (nothing to send)."""
     def check(task, values):
         from .upload import needs_upload
 
-        return not needs_upload(settings, folder)
+        return not needs_upload(settings, folder, views)
     return check
 
 
@@ -189,8 +189,8 @@ def upload_tasks(settings: Settings, refs: list[Reference]):
         yield {**task,
                "file_dep": views,
                "targets": [str(settings.output_dir / ref.folder / "upload.json")],
-               "actions": [(_upload_action, [settings, ref.folder])],
-               "uptodate": [config_changed(kw), _upload_current(settings, ref.folder)]}
+               "actions": [(_upload_action, [settings, ref.folder, ref.views])],
+               "uptodate": [config_changed(kw), _upload_current(settings, ref.folder, ref.views)]}
 
 
 def all_generate_tasks(settings: Settings, refs: list[Reference]):

@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import review_state
-from .backend import BackendClient
+from .backend import BackendClient, safe_url
 from .errors import UploadError
 from .files import atomic_write_bytes, sha256_bytes, sha256_file
 from .lookup import resolve_product_id
@@ -138,18 +138,25 @@ def _write_json(path: Path, data: dict) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
-def _present_views(folder_dir: Path) -> list[LocalView]:
+def _present_views(folder_dir: Path, wanted: tuple[str, ...] | None = None) -> list[LocalView]:
+    """The finished views in `folder_dir`; with `wanted`, only those the reference still has (a
+    2_back left over from a removed back photo must not go back online)."""
     views = []
     for spec in VIEWS:
+        if wanted is not None and spec.name not in wanted:
+            continue
         path = folder_dir / spec.filename
         if path.is_file():
             views.append(LocalView(spec, path, sha256_file(path), _read_json(path.with_suffix(".json"))))
     return views
 
 
-def _stamp_matches(stamp: dict | None, views: list[LocalView]) -> bool:
+def _stamp_matches(stamp: dict | None, views: list[LocalView], settings) -> bool:
+    """The last upload sent exactly these images, to this backend."""
     if not stamp or not isinstance(stamp.get("images"), list):
         return False
+    if stamp.get("backend") != safe_url(settings.backend_url):
+        return False  # e.g. tried on scripts/local_shop.py, now pointed at the real shop
     try:
         stamped = {img["view"]: img["sha256"] for img in stamp["images"]}
     except (KeyError, TypeError):
@@ -157,15 +164,16 @@ def _stamp_matches(stamp: dict | None, views: list[LocalView]) -> bool:
     return bool(views) and stamped == {v.name: v.sha256 for v in views}
 
 
-def needs_upload(settings, folder: str) -> bool:
+def needs_upload(settings, folder: str, views: tuple[str, ...] | None = None) -> bool:
     """True when the reference has something to send or finish: a pending intent, no stamp, or a
-    finished view whose content (SHA-256) differs from what was last uploaded. No network."""
+    finished view whose content (SHA-256) differs from what was last uploaded. No network.
+    `views`: the views the reference has now (default: every view file present)."""
     folder_dir = Path(settings.output_dir) / folder
     if (folder_dir / INTENT_NAME).exists():
         return True
     if not folder_dir.is_dir():
         return True          # upload_reference says « Dossier introuvable »
-    return not _stamp_matches(_read_json(folder_dir / STAMP_NAME), _present_views(folder_dir))
+    return not _stamp_matches(_read_json(folder_dir / STAMP_NAME), _present_views(folder_dir, views), settings)
 
 
 def _payload(folder: str, view: LocalView) -> Payload:
@@ -206,18 +214,19 @@ def _jpeg(img) -> io.BytesIO:
 
 # --- the upload -------------------------------------------------------------------------------
 
-def upload_reference(settings, folder: str) -> UploadOutcome:
-    """Attach the finished views of `output/<folder>/` to their product (see the module doc)."""
+def upload_reference(settings, folder: str, views: tuple[str, ...] | None = None) -> UploadOutcome:
+    """Attach the finished views of `output/<folder>/` to their product (see the module doc).
+    `views`: the views the reference has now (default: every view file present)."""
     folder_dir = Path(settings.output_dir) / folder
     if not folder_dir.is_dir():
         raise UploadError(f"Dossier introuvable : {folder_dir}", reference=folder)
-    views = _present_views(folder_dir)
+    views = _present_views(folder_dir, views)
     if not any(v.name == "1_face" for v in views):
         raise UploadError(f"{folder} : 1_face.png manquante dans {folder_dir} — générez d'abord les vues "
                           f"(doit generate:{folder}) ; rien n'est envoyé sans la vue de face.", reference=folder)
     intent = _read_json(folder_dir / INTENT_NAME)
     stamp = _read_json(folder_dir / STAMP_NAME)
-    if intent is None and _stamp_matches(stamp, views):
+    if intent is None and _stamp_matches(stamp, views, settings):
         pid = int(stamp.get("product_id") or 0)
         return UploadOutcome(folder, pid, message=f"{folder} : déjà à jour sur la boutique (produit {pid}), "
                                                   f"rien à envoyer.")
@@ -349,6 +358,7 @@ class _Run:
                 entry.update(sent_sha256=payload.sha256, reencoded=payload.reencoded)
             images.append(entry)
         _write_json(self.dir / STAMP_NAME, {"product_id": self.pid, "reference": self.reference, "mode": mode,
+                                            "backend": safe_url(self.settings.backend_url),
                                             "uploaded_at": _now(), "images": images})
         (self.dir / INTENT_NAME).unlink(missing_ok=True)
 

@@ -639,3 +639,25 @@ def test_multipart_parser_is_byte_exact():
     parts = parse_multipart(req.body, req.headers["Content-Type"])
     assert [(p["name"], p["filename"]) for p in parts] == [("orders", None), ("files", "v.png")]
     assert parts[1]["data"] == payload and parts[0]["data"] == b"0,1"
+
+
+def test_a_new_backend_gets_the_upload_too(shop):
+    """Tried on the local stand-in, then pointed at the real shop: the real shop gets the images."""
+    pid = shop.pg.add_product("L100001/V09A")
+    write_views(shop.output, "L100001-V09A")
+    shop.upload("L100001-V09A")
+    other = ReboulBackend(shop.pg.url).start()
+    try:
+        assert shop.needs("L100001-V09A", BACKEND_URL=other.url)
+        shop.upload("L100001-V09A", BACKEND_URL=other.url)
+        assert len(other.calls("POST")) == 1
+    finally:
+        other.stop()
+    assert len(shop.images(pid)) == 3
+
+
+def test_a_view_the_reference_no_longer_has_is_not_sent(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    write_views(shop.output, "L100001-V09A")  # 2_back.png is left over from a removed back photo
+    upload_reference(shop.settings(), "L100001-V09A", ("1_face", "3_detail_logo"))
+    assert [i["order"] for i in shop.images(pid)] == [0, 2]
