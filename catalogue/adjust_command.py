@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import getopt
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -159,6 +158,7 @@ class _Request:
 
     def pipeline(self) -> int:
         from .adjustments import record_fix, record_step
+        from .doit_integration import regenerate
         from .provenance import read_sidecar
 
         s = self.settings
@@ -169,7 +169,7 @@ class _Request:
             path = record_fix(s, self.folder, self.view, self.fix, ref=self.ref, force=self.force)
         print(f"Retouche enregistrée pour {self.folder} / {self.view} dans {_shown(path)} (rejouée à "
               f"chaque génération) : la vue est refaite…", flush=True)
-        code = subprocess.call([sys.executable, "-m", "doit", f"generate:{self.folder}"])
+        code = regenerate(self.folder)
         output = s.output_dir / self.folder / f"{self.view}.png"
         side = read_sidecar(output) or {}
         records = side.get("adjustments") or []

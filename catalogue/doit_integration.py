@@ -74,6 +74,21 @@ class RunLock:
             self._fd = None
 
 
+def regenerate(folder: str) -> int:
+    """Run `doit generate:<folder>` now (after a re-roll or a retouch was recorded). Refuses when
+    another run holds the lock: its doit would exit 0 without building, and the caller would then
+    report an old image as the new one."""
+    import subprocess
+
+    lock = RunLock(Path(os.getcwd()) / LOCK_FILE)
+    if not lock.acquire():
+        print(f"Une autre exécution est en cours (PID {lock.holder()}) : la vue sera refaite par la "
+              f"prochaine exécution (ou relancez doit generate:{folder} après elle).", flush=True)
+        return 1
+    lock.release()
+    return subprocess.call([sys.executable, "-m", "doit", f"generate:{folder}"])
+
+
 class LockedRun(Run):
     """`doit` / `doit run`, refusing politely to start while another run is in progress."""
 
@@ -311,8 +326,6 @@ class Reroll(DoitCmdBase):
     cmd_options = ()
 
     def _execute(self, pos_args=None):
-        import subprocess
-
         from .reroll import bump_seed
         from .settings import load_settings
 
@@ -323,4 +336,4 @@ class Reroll(DoitCmdBase):
             print(str(exc), flush=True)
             return 1
         print(f"Nouveau tirage pour {folder} / {view} (graine {seed}) : génération…", flush=True)
-        return subprocess.call([sys.executable, "-m", "doit", f"generate:{folder}"])
+        return regenerate(folder)

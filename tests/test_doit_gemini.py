@@ -151,3 +151,18 @@ def test_identical_requests_in_parallel_are_paid_once(gemini_project):
     keys = [json.loads(line)["request_key"]
             for line in (project.output / ".state" / "ledger.jsonl").read_text().splitlines()]
     assert len(keys) == len(set(keys))  # every request key paid once
+
+
+def test_reroll_while_another_run_holds_the_lock_says_so(gemini_project):
+    from catalogue.doit_integration import LOCK_FILE, RunLock
+
+    project, fake = gemini_project
+    project.doit(check=True)
+    lock = RunLock(project.root / LOCK_FILE)
+    assert lock.acquire()
+    try:
+        run = project.doit("reroll", "A-1", "2_back")
+    finally:
+        lock.release()
+    assert run.returncode == 1 and "Une autre exécution est en cours" in run.stdout
+    assert len(calls(fake)) == 5  # nothing regenerated, nothing reported as new
