@@ -19,6 +19,8 @@ from doit.control import TaskControl
 from doit.reporter import ConsoleReporter
 
 LOCK_FILE = ".doit.lock"
+# Seconds an interrupted run waits for the paid calls under way (a Gemini request: tens of seconds).
+PAID_CALLS_GRACE = 240
 
 
 def doit_config(reporter_cls) -> dict:
@@ -108,6 +110,19 @@ class LockedRun(Run):
             code = super()._execute(outfile, verbosity, always, continue_, reporter, num_process,
                                     par_type, single, auto_delayed_regex, force_verbosity,
                                     failure_verbosity, pdb)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from cron's `timeout`: doit saved what finished
+            from .store import paid_calls_in_flight, wait_for_paid_calls
+
+            if paid_calls_in_flight():
+                print(f"Interruption : {paid_calls_in_flight()} appel(s) payant(s) en cours, leurs réponses "
+                      f"sont attendues pour être gardées (Ctrl-C à nouveau pour abandonner)…", flush=True)
+                try:
+                    wait_for_paid_calls(timeout=PAID_CALLS_GRACE)
+                except KeyboardInterrupt:
+                    pass
+            print("Interrompu : les vues terminées sont enregistrées, les réponses déjà payées sont "
+                  "gardées ; relancez doit pour finir le reste.", flush=True)
+            return 1
         finally:
             lock.release()
         # doit says 2 when a view's failure made its dependents unrunnable; that is still an

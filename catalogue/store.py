@@ -26,6 +26,31 @@ def _lock_for(key: str) -> threading.Lock:
         return _key_locks.setdefault(key, threading.Lock())
 
 
+# Paid calls under way in this process: an interrupted run waits for them, so that an answer
+# already paid for is stored, not lost with the process.
+_paying = 0
+_paying_changed = threading.Condition()
+
+
+def paid_calls_in_flight() -> int:
+    with _paying_changed:
+        return _paying
+
+
+def wait_for_paid_calls(timeout: float) -> int:
+    """Wait until no paid call is under way (at most `timeout` s); returns how many still are."""
+    with _paying_changed:
+        _paying_changed.wait_for(lambda: _paying == 0, timeout=timeout)
+        return _paying
+
+
+def _count_paying(delta: int) -> None:
+    global _paying
+    with _paying_changed:
+        _paying += delta
+        _paying_changed.notify_all()
+
+
 class AnswerStore:
     def __init__(self, root: Path):
         self.root = root
@@ -56,6 +81,10 @@ class AnswerStore:
             hit = self.get(key)
             if hit:
                 return hit[0], hit[1], True
-            data, meta = produce()
-            self.put(key, data, meta)
+            _count_paying(+1)
+            try:
+                data, meta = produce()
+                self.put(key, data, meta)
+            finally:
+                _count_paying(-1)
             return data, meta, False

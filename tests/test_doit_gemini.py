@@ -166,3 +166,24 @@ def test_reroll_while_another_run_holds_the_lock_says_so(gemini_project):
         lock.release()
     assert run.returncode == 1 and "Une autre exécution est en cours" in run.stdout
     assert len(calls(fake)) == 5  # nothing regenerated, nothing reported as new
+
+
+def test_sigterm_keeps_the_answers_of_paid_calls_under_way(gemini_project):
+    import signal
+    import time
+
+    project, fake = gemini_project
+    fake.latency = 2.0
+    proc = project.start_doit("-n", "2")
+    time.sleep(1.5 + 2.0)  # start-up, then inside the first two calls
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert "Interrompu" in out and "Traceback" not in out
+    paid = len(calls(fake))
+    ledger = (project.output / ".state" / "ledger.jsonl").read_text().splitlines()
+    answers = list((project.output / ".state" / "answers").rglob("*.json"))
+    assert paid >= 1 and len(ledger) == paid and len(answers) == paid
+    fake.latency = 0
+    project.doit(check=True)
+    assert len(calls(fake)) == 5  # over both runs, every view was paid exactly once
