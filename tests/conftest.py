@@ -121,3 +121,14 @@ def samples_project(project) -> Project:
     shutil.rmtree(project.root / "refs")
     shutil.copytree(REPO / "refs", project.root / "refs")
     return project
+
+
+@pytest.fixture
+def fake_gemini_for(project):
+    """A fake Gemini server the project's doit runs reach (real SDK, through GOOGLE_GEMINI_BASE_URL)."""
+    from fakes.gemini_server import DEFAULT_KEY, FakeGemini
+
+    with FakeGemini() as fake:
+        project.env.update(GEMINI_API_KEY=DEFAULT_KEY, GOOGLE_GEMINI_BASE_URL=fake.url,
+                           NO_PROXY="127.0.0.1,localhost", GEMINI_MAX_WAIT="5")
+        yield fake

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from fakes.gemini_server import DEFAULT_KEY, FakeGemini
 from test_pipeline import built, summary
 
 from catalogue import adjustments
@@ -25,13 +24,10 @@ INSTR_2 = "Smooth the folds of the sleeves."
 
 
 @pytest.fixture
-def gemini_project(project):
-    with FakeGemini() as fake:
-        project.env.update(GEMINI_API_KEY=DEFAULT_KEY, GOOGLE_GEMINI_BASE_URL=fake.url,
-                           NO_PROXY="127.0.0.1,localhost", GEMINI_MAX_WAIT="5")
-        project.photo("A-1", "face.jpg", seed=1)
-        project.photo("A-1", "back.jpg", seed=2, logo=False)
-        yield project, fake
+def gemini_project(project, fake_gemini_for):
+    project.photo("A-1", "face.jpg", seed=1)
+    project.photo("A-1", "back.jpg", seed=2, logo=False)
+    return project, fake_gemini_for
 
 
 def calls(fake) -> list[dict]:

@@ -7,20 +7,17 @@ import re
 
 import pytest
 
-from fakes.gemini_server import DEFAULT_KEY, FakeGemini
+from fakes.gemini_server import DEFAULT_KEY
 from conftest import garment_photo
 from test_pipeline import built, summary
 
 
 @pytest.fixture
-def gemini_project(project):
-    with FakeGemini() as fake:
-        project.env.update(GEMINI_API_KEY=DEFAULT_KEY, GOOGLE_GEMINI_BASE_URL=fake.url,
-                           NO_PROXY="127.0.0.1,localhost", GEMINI_MAX_WAIT="5")
-        project.photo("A-1", "face.jpg", seed=1)
-        project.photo("A-1", "back.jpg", seed=2, logo=False)
-        project.photo("B-2", "face.jpg", colour=(150, 30, 40), seed=3)
-        yield project, fake
+def gemini_project(project, fake_gemini_for):
+    project.photo("A-1", "face.jpg", seed=1)
+    project.photo("A-1", "back.jpg", seed=2, logo=False)
+    project.photo("B-2", "face.jpg", colour=(150, 30, 40), seed=3)
+    return project, fake_gemini_for
 
 
 def calls(fake) -> list[dict]:
