@@ -274,6 +274,8 @@ class ProgressReporter(ConsoleReporter):
         if isinstance(fail, TaskError):
             self.unexpected += 1
         msg = _failure_text(fail)
+        for prefix in (f"{folder} / {what} : ", f"{folder} : "):  # the line names them already
+            msg = msg[len(prefix):] if msg.startswith(prefix) else msg
         self.counts["failed"] += 1
         self.failed.setdefault(folder, []).append(f"{what} : {msg}")
         self._line(f"{self._progress()} {folder} {what} : ÉCHEC — {msg}", "31")
