@@ -418,6 +418,11 @@ def plan_reference(settings, folder: str, views: tuple[str, ...], steps: dict[st
     """
     path = settings.photos_dir / folder / ADJUSTMENTS_FILE
     out: dict[str, ViewSteps] = {}
+    orphans = [s for v, vs in steps.items() if v not in views for s in vs]
+    if orphans:  # e.g. [[2_back]] steps with no back photo: say so rather than ignore them
+        problem = (f"{_where(path, orphans[0].line)} : retouche pour {orphans[0].view}, vue que {folder} n'a "
+                   f"pas (pas de photo de dos ?) : ajoutez la photo ou retirez cette retouche.")
+        return {v: ViewSteps(problem=problem) for v in views}
     edges: dict[str, set[str]] = {v: _upstream(v, generator == "gemini") & set(views) for v in views}
     for view in views:
         planned, inputs, problem = [], {}, None

@@ -268,3 +268,12 @@ def test_background_fix_leaves_a_white_garment_whole():
     assert (arr[:8] == 243).all() and (arr[:, :8] == 243).all()  # the background is the house grey
     white_px = lambda a: int((np.asarray(a.convert("L")) >= 247).sum())  # noqa: E731
     assert white_px(res.image) >= 0.95 * white_px(white)
+
+
+def test_a_retouch_for_a_view_the_reference_lacks_is_reported(project):
+    project.photo("B-1")
+    (project.root / "photos" / "B-1" / "adjustments.toml").write_text(
+        '[[2_back]]\nfix = "background-fix"\n', encoding="utf-8")
+    run = project.doit()
+    assert run.returncode == 1
+    assert "retouche pour 2_back" in run.stdout and "pas de photo de dos" in run.stdout
