@@ -97,7 +97,7 @@ def _render_local(settings: Settings, job: ViewJob, size: tuple[int, int]):
     source = open_image(job.source, max_pixels=settings.max_pixels, what=what, max_side=work_side)
     style = open_image(job.style, max_pixels=settings.max_pixels, what="la référence de style", max_side=1600)
     result = render_view(job.view, source, style, out_size=size)
-    return result.image, {"generator": "local", "uncertain": result.uncertain, "notes": list(result.notes),
+    return result.image, {"decoded": {job.source: source, job.style: style}, "generator": "local", "uncertain": result.uncertain, "notes": list(result.notes),
                           "metrics": result.metrics, "from_cache": False, "cost_usd": 0.0,
                           "input_tokens": 0, "output_tokens": 0}
 
@@ -145,12 +145,15 @@ def _generate_gemini(settings: Settings, job: ViewJob, size: tuple[int, int]):
 QA_READ_SIDE = 1024
 
 
-def _quality(settings: Settings, job: ViewJob, image, size: tuple[int, int]) -> dict:
-    """The quality checks of DESIGN "Quality gate": a failing view is kept but held from upload."""
+def _quality(settings: Settings, job: ViewJob, image, size: tuple[int, int], decoded: dict) -> dict:
+    """The quality checks of DESIGN "Quality gate": a failing view is kept but held from upload.
+    `decoded`: inputs the generator already decoded (path -> image), not read again."""
     from .imaging import open_image
     from .qa import check_view
 
     def read(path: Path | None):
+        if path in decoded:
+            return decoded[path]
         if path is None or not path.exists():
             return None
         return open_image(path, max_pixels=settings.max_pixels, max_side=QA_READ_SIDE)
@@ -192,7 +195,7 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
         info["input_tokens"] = info.get("input_tokens", 0) + done.input_tokens
         info["output_tokens"] = info.get("output_tokens", 0) + done.output_tokens
         info["from_cache"] = bool(info.get("from_cache")) and done.paid_calls == 0
-    qa = _quality(settings, job, image, size)
+    qa = _quality(settings, job, image, size, info.pop("decoded", {}))
     if adjustments:
         from .adjustments import supersede_colour_check
 

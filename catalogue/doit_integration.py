@@ -154,15 +154,12 @@ def _is_unmet(fail) -> bool:
 
 
 def _failure_text(fail) -> str:
-    """The French message of a TaskFailed, or the last line of an unexpected error."""
-    exc = getattr(fail, "exception", None)
-    if exc is not None and not isinstance(exc, Exception):
-        exc = None
-    msg = fail.message if getattr(fail, "message", None) else str(fail)
-    if getattr(fail, "traceback", None) and exc is None:
+    """The French message of an expected failure (TaskFailed), or, for a bug (an exception, which
+    doit keeps as a traceback), its last line and what to do."""
+    if fail.traceback:
         lines = [ln for ln in "".join(fail.traceback).strip().splitlines() if ln.strip()]
-        msg = f"erreur inattendue ({lines[-1] if lines else msg}) : signalez-la avec le journal."
-    return msg.strip()
+        return f"erreur inattendue ({lines[-1] if lines else fail.message}) : signalez-la avec le journal."
+    return fail.message.strip()
 
 
 class ProgressReporter(ConsoleReporter):
