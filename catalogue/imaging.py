@@ -34,8 +34,15 @@ def png_bytes(img: Image.Image) -> bytes:
 
 
 def jpeg_bytes(img: Image.Image, quality: int = 92) -> bytes:
+    """JPEG 4:4:4. Pillow's optimize pass fails on near-incompressible content ("Suspension not
+    allowed here"): then without it."""
+    rgb = img.convert("RGB")
     buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="JPEG", quality=quality, subsampling=0, optimize=True)
+    try:
+        rgb.save(buf, format="JPEG", quality=quality, subsampling=0, optimize=True)
+    except OSError:
+        buf = io.BytesIO()
+        rgb.save(buf, format="JPEG", quality=quality, subsampling=0)
     return buf.getvalue()
 
 

@@ -45,6 +45,7 @@ from . import review_state
 from .backend import BackendClient, safe_url
 from .errors import UploadError
 from .files import atomic_write_bytes, sha256_bytes, sha256_file
+from .imaging import jpeg_bytes
 from .lookup import resolve_product_id
 from .views import VIEWS, ViewSpec
 
@@ -190,26 +191,13 @@ def _payload(folder: str, view: LocalView) -> Payload:
         if buf.tell() <= MAX_FILE_BYTES:
             out = buf.getvalue()
             return Payload(view.spec.filename, out, "image/png", sha256_bytes(out), "png-optimize")
-        buf = _jpeg(img.convert("RGB"))
-        if buf.tell() <= MAX_FILE_BYTES:
-            out = buf.getvalue()
+        out = jpeg_bytes(img, quality=JPEG_QUALITY)
+        if len(out) <= MAX_FILE_BYTES:
             return Payload(f"{view.name}.jpg", out, "image/jpeg", sha256_bytes(out), f"jpeg-q{JPEG_QUALITY}")
     raise UploadError(
         f"{folder} : {view.spec.filename} pèse {len(data) / 1e6:.1f} Mo, au-delà de la limite de 10 Mo du backend, "
         f"et reste trop lourde même recompressée (PNG optimisé, JPEG qualité {JPEG_QUALITY}) : réduisez sa taille "
         f"(OUTPUT_SIZE) et régénérez-la. Rien n'a été envoyé.", reference=folder)
-
-
-def _jpeg(img) -> io.BytesIO:
-    """JPEG q=95, 4:4:4. Pillow's optimize pass fails on near-incompressible content
-    ("Suspension not allowed here"): then without it."""
-    buf = io.BytesIO()
-    try:
-        img.save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=True)
-    except OSError:
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
-    return buf
 
 
 # --- the upload -------------------------------------------------------------------------------
