@@ -12,11 +12,12 @@ from pathlib import Path
 
 from doit import get_var
 
-from catalogue import tasks
-from catalogue.discovery import discover_references
-from catalogue.doit_integration import ProgressReporter, doit_config, handle_sigterm
-from catalogue.errors import PipelineError
-from catalogue.settings import load_settings
+from catalogue.core.discovery import discover_references
+from catalogue.core.errors import PipelineError
+from catalogue.core.settings import load_settings
+from catalogue.tasks import review_tasks, upload_tasks, view_tasks
+from catalogue.tasks.doit_config import doit_config, handle_sigterm
+from catalogue.tasks.reporter import ProgressReporter
 
 handle_sigterm()
 try:
@@ -28,39 +29,39 @@ try:
 except FileNotFoundError:
     REFS = None  # reported by the `generate` task: « Dossier introuvable »
 
-ProgressReporter.announcement = tasks.announcement(SETTINGS)
+ProgressReporter.announcement = view_tasks.announcement(SETTINGS)
 DOIT_CONFIG = doit_config(ProgressReporter)
 
 
 def task_generate():
     """Fabrique les vues manquantes ou périmées (1_face, 2_back, 3_detail_logo) de chaque référence."""
     if REFS is None:
-        return tasks.missing_photos_dir_task(SETTINGS)
-    return tasks.all_generate_tasks(SETTINGS, REFS)
+        return view_tasks.missing_photos_dir_task(SETTINGS)
+    return view_tasks.all_generate_tasks(SETTINGS, REFS)
 
 
 def task_upload():
     """Envoie à la boutique chaque référence dont les vues ont changé depuis le dernier envoi."""
     if REFS is None:
-        return tasks.missing_photos_dir_task(SETTINGS)
-    return tasks.upload_tasks(SETTINGS, REFS)
+        return view_tasks.missing_photos_dir_task(SETTINGS)
+    return upload_tasks.upload_tasks(SETTINGS, REFS)
 
 
 def task_approve():
     """Approuve les vues actuelles d'une référence retenue par le contrôle qualité (approve:<dossier>)."""
-    return tasks.approve_tasks(SETTINGS, REFS or [], sys.argv[1:])
+    return review_tasks.approve_tasks(SETTINGS, REFS or [], sys.argv[1:])
 
 
 def task_review():
     """Page de revue sur http://127.0.0.1:8765 : approuver, retenir, nouveau tirage, retouche (Ctrl-C pour arrêter)."""
-    return tasks.review_task(SETTINGS, REFS or [])
+    return review_tasks.review_task(SETTINGS, REFS or [])
 
 
 def task_report():
     """Écrit output/index.html : la même page, statique, à partager."""
-    return tasks.report_task(SETTINGS, REFS or [])
+    return review_tasks.report_task(SETTINGS, REFS or [])
 
 
 def task_check_api():
     """Vérifie la clé Gemini, le modèle et le quota, sans rien générer."""
-    return tasks.check_api_task(SETTINGS)
+    return review_tasks.check_api_task(SETTINGS)

@@ -46,12 +46,14 @@ from google.genai import errors as genai_errors  # noqa: E402
 from google.genai import types  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from catalogue import models, prompts  # noqa: E402
-from catalogue.errors import GenerationError  # noqa: E402
-from catalogue.gemini import GeminiGenerator, ImageRequest  # noqa: E402
-from catalogue.ledger import Ledger  # noqa: E402
-from catalogue.ratelimit import RateLimiter  # noqa: E402
-from catalogue.settings import load_settings  # noqa: E402
+from catalogue.core import models  # noqa: E402
+
+from catalogue.generation import prompts  # noqa: E402
+from catalogue.core.errors import GenerationError  # noqa: E402
+from catalogue.generation.gemini import GeminiGenerator, ImageRequest  # noqa: E402
+from catalogue.generation.ledger import Ledger  # noqa: E402
+from catalogue.generation.rate_limiter import RateLimiter  # noqa: E402
+from catalogue.core.settings import load_settings  # noqa: E402
 from fakes.gemini_server import DEFAULT_KEY, FakeGemini  # noqa: E402
 
 VIEWS = ("1_face", "2_back", "3_detail_logo")

@@ -22,10 +22,10 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from catalogue.finishing import finish  # noqa: E402
-from catalogue.imaging import open_image  # noqa: E402
-from catalogue.views import IMAGE_SUFFIXES  # noqa: E402
-from catalogue.local_renderer import render_view  # noqa: E402
+from catalogue.imaging.finishing import finish  # noqa: E402
+from catalogue.imaging.decode import open_image  # noqa: E402
+from catalogue.core.views import IMAGE_SUFFIXES  # noqa: E402
+from catalogue.generation.local_renderer import render_view  # noqa: E402
 
 
 def synthetic_photo(size: tuple[int, int]) -> Image.Image:

@@ -50,11 +50,11 @@ from PIL import Image, ImageFilter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from catalogue import qa  # noqa: E402
-from catalogue.finishing import finish  # noqa: E402
-from catalogue.imaging import HOUSE_GREY, open_image  # noqa: E402
-from catalogue.local_renderer import render_view  # noqa: E402
-from catalogue.segmentation import dilate  # noqa: E402
+from catalogue.imaging import checks as qa  # noqa: E402
+from catalogue.imaging.finishing import finish  # noqa: E402
+from catalogue.imaging.decode import HOUSE_GREY, open_image  # noqa: E402
+from catalogue.generation.local_renderer import render_view  # noqa: E402
+from catalogue.imaging.masks import dilate  # noqa: E402
 
 SIZE = (864, 1184)
 MAXPX = 200_000_000

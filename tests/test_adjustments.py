@@ -13,11 +13,11 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from test_pipeline import built, summary
 
-from catalogue import adjustments
-from catalogue.colour_fixes import background_fix, color_transfer, light_aware_area
-from catalogue.errors import InputError
-from catalogue.qa import delta_e, flat_lay_garment
-from catalogue.settings import load_settings
+from catalogue.generation import retouch_steps, retouches
+from catalogue.imaging.colour_fixes import background_fix, color_transfer, light_aware_area
+from catalogue.core.errors import InputError
+from catalogue.imaging.checks import delta_e, flat_lay_garment
+from catalogue.core.settings import load_settings
 
 INSTR_1 = "Remove the t-shirt under the hoodie."
 INSTR_2 = "Smooth the folds of the sleeves."
@@ -121,7 +121,7 @@ def test_refused_retouch_keeps_the_previous_image_and_force_accepts_it(gemini_pr
     assert "ΔE2000" in run.stdout and "INCERTAIN" in run.stdout
     assert sha(back) == before
     rec = sidecar(project, "A-1", "2_back")["adjustments"][-1]
-    assert rec["status"] == "refused" and rec["check"]["delta_e"] > adjustments.RETOUCH_LIMITS["delta_e_max"]
+    assert rec["status"] == "refused" and rec["check"]["delta_e"] > retouches.RETOUCH_LIMITS["delta_e_max"]
     assert len(calls(fake)) == 4
 
     forced = project.doit("adjust", "A-1", "2_back", "--prompt", "Fix the collar, width=2cm.", "--force")
@@ -194,12 +194,12 @@ def test_malformed_or_looping_file_fails_that_reference_only(project):
 def test_record_step_appends_keeps_comments_and_round_trips(project):
     project.photo("A-1", "face.jpg", seed=1)
     settings = load_settings(project.root, environ={})
-    path = adjustments.record_step(settings, "A-1", "2_back", 'Say "hi"\n\tthen \\ done é', ref="1_face")
+    path = retouch_steps.record_step(settings, "A-1", "2_back", 'Say "hi"\n\tthen \\ done é', ref="1_face")
     text = path.read_text()
     path.write_text(text + "# my own note\n")
-    adjustments.record_step(settings, "A-1", "2_back", "Second", model="flash")
-    adjustments.record_step(settings, "A-1", "2_back", "Second", model="flash", force=True)
-    adjustments.record_fix(settings, "A-1", "1_face", "background-fix")
+    retouch_steps.record_step(settings, "A-1", "2_back", "Second", model="flash")
+    retouch_steps.record_step(settings, "A-1", "2_back", "Second", model="flash", force=True)
+    retouch_steps.record_fix(settings, "A-1", "1_face", "background-fix")
     text = path.read_text()
     assert "# my own note" in text
     data = tomllib.loads(text)
@@ -207,9 +207,9 @@ def test_record_step_appends_keeps_comments_and_round_trips(project):
                                {"instruction": "Second", "model": "flash", "force": True}],
                     "1_face": [{"fix": "background-fix"}]}
     with pytest.raises(InputError, match="Dossier introuvable"):
-        adjustments.record_step(settings, "NOPE", "1_face", "x")
+        retouch_steps.record_step(settings, "NOPE", "1_face", "x")
     with pytest.raises(InputError, match="Vue inconnue"):
-        adjustments.record_step(settings, "A-1", "4_side", "x")
+        retouch_steps.record_step(settings, "A-1", "4_side", "x")
 
 
 # --- the free fixes ------------------------------------------------------------------------------

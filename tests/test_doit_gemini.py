@@ -151,7 +151,8 @@ def test_identical_requests_in_parallel_are_paid_once(gemini_project):
 
 
 def test_reroll_while_another_run_holds_the_lock_says_so(gemini_project):
-    from catalogue.doit_integration import LOCK_FILE, RunLock
+    from catalogue.core.paths import LOCK_FILE
+    from catalogue.tasks.run_lock import RunLock
 
     project, fake = gemini_project
     project.doit(check=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from catalogue.finishing import FLAG_LIGHT, FLAG_PADDED, finish
-from catalogue.segmentation import dilate, erode
+from catalogue.imaging.finishing import FLAG_LIGHT, FLAG_PADDED, finish
+from catalogue.imaging.masks import dilate, erode
 
 GREY = 243
 SIZE = (864, 1184)

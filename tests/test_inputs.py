@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catalogue.errors import InputError
-from catalogue.imaging import open_image
+from catalogue.core.errors import InputError
+from catalogue.imaging.decode import open_image
 from conftest import garment_photo
 from test_pipeline import built, summary
 
@@ -155,7 +155,7 @@ def test_broken_overrides_file_fails_its_reference_instead_of_forgetting_rerolls
 
 
 def test_adding_a_style_image_moves_few_references(tmp_path):
-    from catalogue.discovery import StyleRefs
+    from catalogue.core.discovery import StyleRefs
     from conftest import style_ref
 
     for i in range(2):

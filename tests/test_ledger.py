@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from catalogue.errors import BudgetExceeded, GenerationError
-from catalogue.ledger import FIELDS, Ledger, budget_message
+from catalogue.core.errors import BudgetExceeded, GenerationError
+from catalogue.generation.ledger import FIELDS, Ledger, budget_message
 
 
 def test_record_writes_one_line_with_every_field(tmp_path):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from catalogue.framing import measure_framing
-from catalogue.imaging import png_bytes
-from catalogue.local_renderer import render_view
-from catalogue.segmentation import bbox, dilate
+from catalogue.imaging.framing import measure_framing
+from catalogue.imaging.decode import png_bytes
+from catalogue.generation.local_renderer import render_view
+from catalogue.imaging.masks import bbox, dilate
 
 GREY = 243
 GARMENT = (40, 52, 110)

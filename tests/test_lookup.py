@@ -11,10 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from catalogue import lookup  # noqa: E402
-from catalogue.errors import UploadError  # noqa: E402
-from catalogue.lookup import resolve_product_id  # noqa: E402
-from catalogue.settings import load_settings  # noqa: E402
+from catalogue.publishing import lookup  # noqa: E402
+from catalogue.core.errors import UploadError  # noqa: E402
+from catalogue.publishing.lookup import resolve_product_id  # noqa: E402
+from catalogue.core.settings import load_settings  # noqa: E402
 from tests.fakes.postgres import shared_cluster  # noqa: E402
 
 

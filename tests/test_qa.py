@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from catalogue import qa
-from catalogue.qa import THRESHOLDS, check_view, ciede2000, lab_to_rgb, rgb_to_lab
+from catalogue.imaging import checks as qa
+from catalogue.imaging.checks import THRESHOLDS, check_view, ciede2000, lab_to_rgb, rgb_to_lab
 
 GREY = 243
 SIZE = (300, 400)

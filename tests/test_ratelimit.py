@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from catalogue.ratelimit import MAX_SLOWDOWN, RateLimiter
+from catalogue.generation.rate_limiter import MAX_SLOWDOWN, RateLimiter
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""The review page (`catalogue/review.py`): state, JSON API, security, static report, and the page in a
+"""The review page (`catalogue/review/`): state, JSON API, security, static report, and the page in a
 real headless chromium (Playwright) — it loads, shows the references, j/k move, `a` approves."""
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from catalogue import review, review_state
-from catalogue.discovery import discover_references
-from catalogue.files import sha256_file
-from catalogue.settings import load_settings
+from catalogue.review import report, rows
+from catalogue.review import server as review_server
+
+from catalogue.core import view_state
+from catalogue.core.discovery import discover_references
+from catalogue.core.files import sha256_file
+from catalogue.core.settings import load_settings
 from conftest import Project, clean_env, garment_photo, style_ref
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,7 +71,7 @@ class Server:
     def __init__(self, proj: Project, settings=None, command=None):
         self.settings = settings or settings_of(proj)
         self.refs = discover_references(self.settings.photos_dir)
-        self.httpd, self.app = review.make_server(self.settings, self.refs, port=0, env=proj.env, command=command)
+        self.httpd, self.app = review_server.make_server(self.settings, self.refs, port=0, env=proj.env, command=command)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
@@ -114,13 +117,13 @@ QA_OK = {"qa": {"verdict": "ok", "checks": {}}}
 
 
 def test_view_state_new_held_approved_uploaded():
-    vs = review.view_state
+    vs = view_state.view_state
     assert vs(None, None, {}, None, "1_face").state == "missing"
-    assert vs("a" * 64, QA_OK, {}, None, "1_face") == review.ViewState("new")
+    assert vs("a" * 64, QA_OK, {}, None, "1_face") == view_state.ViewState("new")
     held = vs("a" * 64, QA_HELD, {}, None, "1_face")
     assert (held.state, held.by) == ("held", "qa") and "ΔE2000 = 14.2" in held.reason and held.needs_decision
     approved = {"1_face": {"state": "approved", "sha256": "a" * 64}}
-    assert vs("a" * 64, QA_HELD, approved, None, "1_face") == review.ViewState("approved", "person")
+    assert vs("a" * 64, QA_HELD, approved, None, "1_face") == view_state.ViewState("approved", "person")
     person = vs("a" * 64, QA_OK, {"1_face": {"state": "held", "sha256": "a" * 64, "note": "logo flou"}}, None, "1_face")
     assert (person.state, person.by, person.needs_decision) == ("held", "person", False)
     assert "logo flou" in person.reason
@@ -135,13 +138,13 @@ def test_view_state_new_held_approved_uploaded():
 
 
 def test_reference_state_is_its_least_advanced_view():
-    S = review.ViewState
-    assert review.reference_state([S("uploaded"), S("uploaded")]) == "uploaded"
-    assert review.reference_state([S("uploaded"), S("approved")]) == "approved"
-    assert review.reference_state([S("approved"), S("new")]) == "new"
-    assert review.reference_state([S("new"), S("held", "qa")]) == "held"
-    assert review.reference_state([S("new"), S("missing")]) == "missing"
-    assert review.reference_state([], problem="Photo de face manquante") == "problem"
+    S = view_state.ViewState
+    assert view_state.reference_state([S("uploaded"), S("uploaded")]) == "uploaded"
+    assert view_state.reference_state([S("uploaded"), S("approved")]) == "approved"
+    assert view_state.reference_state([S("approved"), S("new")]) == "new"
+    assert view_state.reference_state([S("new"), S("held", "qa")]) == "held"
+    assert view_state.reference_state([S("new"), S("missing")]) == "missing"
+    assert view_state.reference_state([], problem="Photo de face manquante") == "problem"
 
 
 # --- (1) the JSON API ------------------------------------------------------------------------------
@@ -178,7 +181,7 @@ def test_approve_hold_and_upload_stamp_change_the_state(server, proj):
     out = server.settings.output_dir / "L100001-V09A"
     status, res = server.request("POST", "/api/approve", {"folder": "L100001-V09A"})
     assert status == 200 and res["row"]["state"] == "approved" and not res["row"]["needs_decision"]
-    saved = review_state.load(out)
+    saved = view_state.load(out)
     for view in ("1_face", "2_back", "3_detail_logo"):
         assert saved[view] == {**saved[view], "state": "approved", "sha256": sha256_file(out / f"{view}.png")}
 
@@ -187,7 +190,7 @@ def test_approve_hold_and_upload_stamp_change_the_state(server, proj):
     assert status == 200 and res["row"]["state"] == "held"
     back = view_of(res["row"], "2_back")
     assert (back["state"], back["by"]) == ("held", "person") and "pli raté" in back["reason"]
-    assert review_state.decision(out, "2_back", sha256_file(out / "2_back.png")) == "held"
+    assert view_state.decision(out, "2_back", sha256_file(out / "2_back.png")) == "held"
 
     # the upload stamp: a view whose SHA-256 was sent is "uploaded"
     stamp = {"product_id": 7, "images": [{"view": v, "sha256": sha256_file(out / f"{v}.png"), "image_id": i}
@@ -236,7 +239,7 @@ def test_names_are_checked_no_path_traversal(server, proj):
     data["inputs"]["style"]["path"] = str(secret)
     side.write_text(json.dumps(data))
     status, body = server.request("GET", "/img/style/L100001-V09A/1_face")
-    expected = review.thumbnail(server.settings, server.settings.refs_dir / "1_face.png", review.STYLE_SIDE)
+    expected = rows.thumbnail(server.settings, server.settings.refs_dir / "1_face.png", rows.STYLE_SIDE)
     assert status == 200 and body == expected
 
 
@@ -255,7 +258,7 @@ def test_actions_need_post_json_same_origin_and_a_loopback_host(server):
     assert status == 403  # DNS rebinding
     assert not (server.settings.output_dir / "L100001-V09A" / "review.json").exists()
     with pytest.raises(ValueError):
-        review.make_server(server.settings, server.refs, host="0.0.0.0", port=0)
+        review_server.make_server(server.settings, server.refs, host="0.0.0.0", port=0)
 
 
 def test_reroll_refused_with_the_local_renderer(server):
@@ -328,7 +331,7 @@ def test_serve_prints_the_url_in_french_and_stops_on_ctrl_c(proj, capsys, monkey
         raise KeyboardInterrupt
     monkeypatch.setattr(http.server.ThreadingHTTPServer, "serve_forever", interrupted)
     settings = settings_of(proj)
-    assert review.serve(settings, discover_references(settings.photos_dir), port=0) == 0
+    assert review_server.serve(settings, discover_references(settings.photos_dir), port=0) == 0
     out = capsys.readouterr().out
     assert re.search(r"Page de revue : http://127\.0\.0\.1:\d+/ +\(4 références, 3 à décider\)", out)
     assert "Page de revue arrêtée" in out
@@ -339,9 +342,9 @@ def test_serve_prints_the_url_in_french_and_stops_on_ctrl_c(proj, capsys, monkey
 def test_write_report_writes_a_self_contained_page(proj):
     settings = settings_of(proj)
     refs = discover_references(settings.photos_dir)
-    review_state.decide(settings.output_dir / "W200300-V01", "1_face",
+    view_state.decide(settings.output_dir / "W200300-V01", "1_face",
                         sha256_file(settings.output_dir / "W200300-V01" / "1_face.png"), "approved")
-    path = review.write_report(settings, refs)
+    path = report.write_report(settings, refs)
     assert path == settings.output_dir / "index.html"
     html = path.read_text(encoding="utf-8")
     assert "<script src" not in html and "<link" not in html and "/*__" not in html
@@ -405,7 +408,7 @@ def test_page_in_a_browser_keyboard_navigation_and_approve(browser, server, tmp_
         "document.querySelector(\"article.row[data-folder='R300010-V05'] [data-role='state']\").textContent === 'approuvé'")
     assert page.locator("article.row[data-folder='R300010-V05'] [data-view-state='1_face']").inner_text() == "approuvé"
     out = server.settings.output_dir / "R300010-V05"
-    saved = review_state.load(out)
+    saved = view_state.load(out)
     for view in ("1_face", "3_detail_logo"):
         assert saved[view]["state"] == "approved"
         assert saved[view]["sha256"] == sha256_file(out / f"{view}.png")
@@ -417,7 +420,7 @@ def test_page_in_a_browser_keyboard_navigation_and_approve(browser, server, tmp_
     page.keyboard.press("Enter")
     page.wait_for_function(
         "document.querySelector(\"article.row[data-folder='W200300-V01'] [data-role='state']\").textContent === 'retenu'")
-    held = review_state.load(server.settings.output_dir / "W200300-V01")
+    held = view_state.load(server.settings.output_dir / "W200300-V01")
     assert held["1_face"]["state"] == "held" and held["1_face"]["note"] == "logo flou"
 
     # ? shows the help; Escape closes it; r with the local renderer is disabled with a note
@@ -435,7 +438,7 @@ def test_page_in_a_browser_keyboard_navigation_and_approve(browser, server, tmp_
 
 def test_static_report_opens_in_a_browser_with_actions_disabled(browser, proj):
     settings = settings_of(proj)
-    path = review.write_report(settings, discover_references(settings.photos_dir))
+    path = report.write_report(settings, discover_references(settings.photos_dir))
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

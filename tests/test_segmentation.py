@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from catalogue.segmentation import fill_holes, garment_mask, label
+from catalogue.imaging.masks import fill_holes, garment_mask, label
 
 W, H = 900, 1200
 

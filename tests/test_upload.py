@@ -20,11 +20,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from catalogue import backend as backend_mod  # noqa: E402
-from catalogue import upload as upload_mod  # noqa: E402
-from catalogue.errors import UploadError  # noqa: E402
-from catalogue.settings import load_settings  # noqa: E402
-from catalogue.upload import INTENT_NAME, STAMP_NAME, needs_upload, upload_reference  # noqa: E402
+from catalogue.publishing import backend as backend_mod  # noqa: E402
+from catalogue.publishing import upload as upload_mod  # noqa: E402
+from catalogue.core.errors import UploadError  # noqa: E402
+from catalogue.core.settings import load_settings  # noqa: E402
+from catalogue.core.paths import INTENT_FILE, STAMP_FILE
+from catalogue.publishing.upload import needs_upload, upload_reference  # noqa: E402
 from tests.fakes.postgres import shared_cluster  # noqa: E402
 from tests.fakes.reboul_backend import ReboulBackend, parse_multipart  # noqa: E402
 
@@ -117,11 +118,11 @@ class Shop:
         return self.backend.calls("POST")
 
     def intent(self, folder):
-        p = self.output / folder / INTENT_NAME
+        p = self.output / folder / INTENT_FILE
         return json.loads(p.read_text()) if p.exists() else None
 
     def stamp(self, folder):
-        return json.loads((self.output / folder / STAMP_NAME).read_text())
+        return json.loads((self.output / folder / STAMP_FILE).read_text())
 
 
 @pytest.fixture

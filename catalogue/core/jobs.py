@@ -1,0 +1,38 @@
+"""`ViewJob`: everything one view task needs, computed when the task graph loads (paths only).
+
+Made by `tasks.view_tasks`, carried in the task's meta (read by `doit plan`) and run by
+`generation.view_build.build_view`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ViewJob:
+    """Everything one view task needs, computed when the task graph is loaded (cheap: paths)."""
+
+    folder: str
+    view: str
+    source: Path             # raw photo, or the finished view it is made from
+    style: Path              # the style reference chosen for this folder
+    anchor: Path | None      # finished view sent as the colour anchor (Gemini only)
+    output: Path
+    config: dict             # the settings that shape this output (also doit's config_changed)
+    steps: tuple = ()        # declared retouches (generation.retouch_steps.PlannedStep), applied after generation
+    step_inputs: tuple = ()  # ((role, path), ...): the steps' reference images
+
+    @property
+    def base_inputs(self) -> dict[str, Path]:
+        """The images of the base generation request, in request order."""
+        roles = {"source": self.source, "style": self.style}
+        if self.anchor:
+            roles["anchor"] = self.anchor
+        return roles
+
+    @property
+    def inputs(self) -> dict[str, Path]:
+        """Every input file of the view (file_dep, sidecar digest): base images + steps' references."""
+        return {**self.base_inputs, **dict(self.step_inputs)}

@@ -1,0 +1,81 @@
+"""The path of every file the pipeline writes: one spelling each (doit links tasks by file name).
+
+    output/<folder>/<view>.png           a finished view            view_path
+    output/<folder>/<view>.json          its provenance sidecar     sidecar_path
+    output/<folder>/upload.json          the upload stamp           stamp_path
+    output/<folder>/.upload-intent.json  the upload's intent        intent_path
+    output/<folder>/review.json          a person's decisions       review_path
+    output/index.html                    the static report          report_path
+    output/.state/answers/               raw generator answers      answers_dir
+    output/.state/ledger.jsonl           the cost ledger            ledger_path
+    output/.state/thumbs/                review thumbnails          thumbs_dir
+    <root>/.doit.lock, .doit.sqlite      the run lock, doit's state (next to dodo.py)
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+LOCK_FILE = ".doit.lock"
+DEP_FILE = ".doit.sqlite"
+STATE_DIR = ".state"
+STAMP_FILE = "upload.json"
+INTENT_FILE = ".upload-intent.json"
+REVIEW_FILE = "review.json"
+REPORT_FILE = "index.html"
+
+
+def view_path(settings, folder: str, view: str) -> Path:
+    return _view_path(settings.output_dir, folder, view)
+
+
+@functools.lru_cache(maxsize=None)
+def _view_path(output_dir: Path, folder: str, view: str) -> Path:
+    # Memoised: each path is asked for by several tasks, thousands of times per graph load.
+    return output_dir / folder / f"{view}.png"
+
+
+def sidecar_path(view_png: Path) -> Path:
+    return view_png.with_suffix(".json")
+
+
+def folder_dir(settings, folder: str) -> Path:
+    return settings.output_dir / folder
+
+
+def stamp_path(settings, folder: str) -> Path:
+    return settings.output_dir / folder / STAMP_FILE
+
+
+def intent_path(settings, folder: str) -> Path:
+    return settings.output_dir / folder / INTENT_FILE
+
+
+def review_path(folder_dir: Path) -> Path:
+    return folder_dir / REVIEW_FILE
+
+
+def report_path(settings) -> Path:
+    return settings.output_dir / REPORT_FILE
+
+
+def state_dir(settings) -> Path:
+    """Pipeline state that is not a deliverable: raw answers, ledger, thumbnails, logs."""
+    return settings.output_dir / STATE_DIR
+
+
+def answers_dir(settings) -> Path:
+    return state_dir(settings) / "answers"
+
+
+def ledger_path(settings) -> Path:
+    return state_dir(settings) / "ledger.jsonl"
+
+
+def thumbs_dir(settings) -> Path:
+    return state_dir(settings) / "thumbs"
+
+
+def lock_path(settings) -> Path:
+    return settings.root / LOCK_FILE

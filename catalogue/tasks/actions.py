@@ -1,0 +1,99 @@
+"""The one error boundary between the pipeline and doit.
+
+Every task action runs through `run_action(kind, folder, fn, *args)`:
+
+* a `PipelineError` (bad input, refusal, budget, ...) becomes doit's `TaskFailed` with its French
+  message, tagged with the task's kind (view, upload, check) and the error's class: exit code 1;
+* the operating system's usual refusals (permission denied, read-only file system, disk full,
+  file name too long) become a French message naming the path and what to do: exit code 1;
+* anything else is a bug: its traceback is written to stderr and appended to
+  `output/.state/errors.log` (for the operator to send), and it stays an error: exit code 2.
+
+Light on purpose (standard library and doit only): the task graph imports it when it loads.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from doit.exceptions import TaskFailed
+
+from ..core.errors import PipelineError
+
+ERRORS_LOG = "errors.log"  # under output/.state/
+
+# errno -> (what happened, what to do), in French.
+OS_REFUSALS = {
+    errno.EACCES: ("permission refusée", "donnez les droits d'écriture à l'utilisateur qui lance doit"),
+    errno.EPERM: ("opération non permise", "donnez les droits d'écriture à l'utilisateur qui lance doit"),
+    errno.EROFS: ("système de fichiers en lecture seule", "réglez OUTPUT_DIR sur un dossier inscriptible"),
+    errno.ENOSPC: ("disque plein", "libérez de la place sur ce disque, puis relancez doit"),
+    errno.EDQUOT: ("quota disque dépassé", "libérez de la place (quota), puis relancez doit"),
+    errno.ENAMETOOLONG: ("nom de fichier trop long", "raccourcissez le nom du dossier ou du fichier"),
+}
+
+
+def os_refusal_message(exc: OSError) -> str | None:
+    """The French message for an OS refusal, or None when `exc` is not one of them."""
+    known = OS_REFUSALS.get(exc.errno)
+    if known is None:
+        return None
+    what, todo = known
+    path = exc.filename or "?"
+    if exc.filename2:
+        path = f"{path} → {exc.filename2}"
+    return f"écriture impossible dans {path} : {what} ; {todo}."
+
+
+def failure(message: str, *, kind: str, error: str = "PipelineError") -> TaskFailed:
+    """A doit failure carrying the French message, the task's kind and the error's class."""
+    failed = TaskFailed(message)
+    failed.kind = error     # the reporter sums up budget stops on one line
+    failed.family = kind    # view | upload | check
+    return failed
+
+
+def log_bug(settings, where: str) -> Path | None:
+    """Append the current exception's traceback to output/.state/errors.log and to stderr."""
+    text = traceback.format_exc()
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    sys.stderr.write(f"--- {stamp} {where}\n{text}")
+    sys.stderr.flush()
+    if settings is None:
+        return None
+    path = settings.output_dir / ".state" / ERRORS_LOG
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(f"--- {stamp} {where}\n{text}")
+    except OSError:
+        return None
+    return path
+
+
+def run_action(kind: str, where: str, settings, fn, *args):
+    """Run `fn(*args)` behind the boundary (see the module docstring)."""
+    try:
+        return fn(*args)
+    except PipelineError as exc:
+        return failure(exc.message, kind=kind, error=type(exc).__name__)
+    except OSError as exc:
+        message = os_refusal_message(exc)
+        if message is None:
+            log_bug(settings, where)
+            raise
+        return failure(message, kind=kind, error="OSError")
+    except Exception:
+        log_bug(settings, where)
+        raise
+
+
+def fail_action(message: str):
+    """doit action of a task that cannot run until the operator fixes its input."""
+    return TaskFailed(message)

@@ -1,0 +1,106 @@
+"""doit commands of the pipeline (registered in pyproject.toml): the locked run, `plan`, `reroll`.
+
+`adjust` lives in `adjust_command.py` (its command line is larger).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from doit.cmd_base import DoitCmdBase
+from doit.cmd_run import Run
+from doit.control import TaskControl
+
+from ..core.settings import load_settings
+from ..generation.answer_store import paid_calls_in_flight, wait_for_paid_calls
+from .doit_config import handle_sigterm
+from .plan import explain_plan
+from .reporter import ProgressReporter
+from .reroll import bump_seed
+from .run_lock import LOCK_FILE, RunLock, regenerate
+
+# Seconds an interrupted run waits for the paid calls under way (a Gemini request: tens of seconds).
+PAID_CALLS_GRACE = 240
+
+
+class LockedRun(Run):
+    """`doit` / `doit run`, refusing politely to start while another run is in progress."""
+
+    name = "run"
+
+    def _execute(self, outfile, verbosity=None, always=False, continue_=False, reporter="console",
+                 num_process=0, par_type="process", single=False, auto_delayed_regex=False,
+                 force_verbosity=False, failure_verbosity=0, pdb=False):
+        handle_sigterm()
+        lock = RunLock(Path(os.getcwd()) / LOCK_FILE)
+        if not lock.acquire():
+            print(f"Une autre exécution est déjà en cours (PID {lock.holder()}, verrou {lock.path}) : "
+                  f"celle-ci s'arrête sans rien faire pour ne rien payer deux fois.", flush=True)
+            self.dep_manager.close()
+            return 0
+        try:
+            code = super()._execute(outfile, verbosity, always, continue_, reporter, num_process,
+                                    par_type, single, auto_delayed_regex, force_verbosity,
+                                    failure_verbosity, pdb)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from cron's `timeout`: doit saved what finished
+            if paid_calls_in_flight():
+                print(f"Interruption : {paid_calls_in_flight()} appel(s) payant(s) en cours, leurs réponses "
+                      f"sont attendues pour être gardées (Ctrl-C à nouveau pour abandonner)…", flush=True)
+                try:
+                    wait_for_paid_calls(timeout=PAID_CALLS_GRACE)
+                except KeyboardInterrupt:
+                    pass
+            print("Interrompu : les vues terminées sont enregistrées, les réponses déjà payées sont "
+                  "gardées ; relancez doit pour finir le reste.", flush=True)
+            return 1
+        finally:
+            lock.release()
+        # doit says 2 when a view's failure made its dependents unrunnable; that is still an
+        # expected failure (1: fix the input or retry), keep 2 for bugs.
+        progress = ProgressReporter.current
+        if code == 2 and progress is not None and progress.unexpected == 0 and (
+                progress.failed or progress.budget_message):
+            return 1
+        return code
+
+
+class Plan(DoitCmdBase):
+    """doit has no dry run: say what the next run would build, why, and what it would cost."""
+
+    name = "plan"
+    doc_purpose = "dry run: what would be (re)generated or uploaded, why, and the estimated cost"
+    doc_usage = "[TASK ...]"
+    doc_description = None
+    cmd_options = ()
+
+    def _execute(self, pos_args=None):
+        control = TaskControl(self.task_list)
+        control.process(self.sel_tasks)
+        try:
+            lines, code = explain_plan(control.tasks, control.selected_tasks, self.dep_manager)
+        finally:
+            self.dep_manager.close()
+        for line in lines:
+            self.outstream.write(line + "\n")
+        return code
+
+
+class Reroll(DoitCmdBase):
+    """A deliberate re-roll of one view: a new seed recorded for it, then the reference rebuilt."""
+
+    name = "reroll"
+    doc_purpose = "re-roll one view with a new seed (a new paid Gemini call), then rebuild the reference"
+    doc_usage = "FOLDER VIEW"
+    doc_description = None
+    cmd_options = ()
+
+    def _execute(self, pos_args=None):
+        self.dep_manager.close()
+        try:
+            folder, view, seed = bump_seed(load_settings(os.getcwd()), pos_args or [])
+        except Exception as exc:  # PipelineError: a French message for the operator
+            print(str(exc), flush=True)
+            return 1
+        print(f"Nouveau tirage pour {folder} / {view} (graine {seed}) : génération…", flush=True)
+        return regenerate(folder)

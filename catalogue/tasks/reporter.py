@@ -1,0 +1,171 @@
+"""The progress reporter: one French line per finished view with `[k/N]`, then the summary."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from doit.exceptions import TaskError, UnmetDependency
+from doit.reporter import ConsoleReporter
+
+OUTCOME_LABELS = {
+    "generated": "généré",
+    "cached": "repris de la réponse déjà payée",
+    "uptodate": "déjà à jour",
+}
+
+
+def _meta(task) -> dict:
+    return getattr(task, "meta", None) or {}
+
+
+def _is_unmet(fail) -> bool:
+    return isinstance(fail, UnmetDependency)
+
+
+def _failure_text(fail) -> str:
+    """The French message of an expected failure (TaskFailed), or, for a bug (an exception, which
+    doit keeps as a traceback), its last line and what to do."""
+    if fail.traceback:
+        lines = [ln for ln in "".join(fail.traceback).strip().splitlines() if ln.strip()]
+        return f"erreur inattendue ({lines[-1] if lines else fail.message}) : signalez-la avec le journal."
+    return fail.message.strip()
+
+
+class ProgressReporter(ConsoleReporter):
+    """One line per finished view with `[k/N]`, then « Terminé : X générés, Y à jour, Z échecs ».
+
+    Plain lines (no colours, no cursor tricks) when stdout is not a terminal: cron logs stay
+    readable. The first line says which generator runs.
+    """
+
+    desc = "catalogue progress"
+    announcement = ""  # set by dodo.py: which generator, said loudly
+    current = None     # the instance of the running command, read by LockedRun for the exit code
+
+    def __init__(self, outstream, options):
+        super().__init__(outstream, options)
+        self.tty = hasattr(outstream, "isatty") and outstream.isatty()
+        self.total = 0
+        self.done = 0
+        self.counts = Counter()
+        self.cost = 0.0
+        self.failed: dict[str, list[str]] = {}
+        self.unexpected = 0  # failures that are bugs, not bad inputs or refusals
+        self.budget_message = ""
+        self.started = time.monotonic()
+        ProgressReporter.current = self
+
+    def _line(self, text: str, colour: str | None = None) -> None:
+        if self.tty and colour:
+            text = f"\033[{colour}m{text}\033[0m"
+        self.write(text + "\n")
+        self.outstream.flush()
+
+    def initialize(self, tasks, selected_tasks):
+        if self.announcement:
+            self._line(self.announcement, "1")
+        seen, todo = set(), list(selected_tasks)
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in tasks:
+                continue
+            seen.add(name)
+            todo.extend(tasks[name].task_dep)
+        self.total = sum(1 for n in seen if _meta(tasks[n]).get("kind") in ("view", "upload"))
+
+    def execute_task(self, task):
+        pass
+
+    def _progress(self) -> str:
+        self.done += 1
+        return f"[{self.done}/{self.total}]"
+
+    def skip_uptodate(self, task):
+        if _meta(task).get("kind") in ("view", "upload"):
+            self.done += 1
+            self.counts["uptodate"] += 1
+
+    def skip_ignore(self, task):
+        if _meta(task).get("kind"):
+            self._line(f"{self._progress()} {task.name} : ignoré (doit ignore)")
+
+    def add_success(self, task):
+        meta = _meta(task)
+        if meta.get("kind") not in ("view", "upload"):
+            return
+        values = task.values or {}
+        outcome = values.get("outcome", "generated")
+        self.counts[outcome] += 1
+        self.cost += float(values.get("cost_usd") or 0.0)
+        if meta["kind"] == "upload":
+            message = values.get("message") or "fait"
+            if not message.startswith(meta["folder"]):
+                message = f"{meta['folder']} envoi : {message}"
+            self._line(f"{self._progress()} {message}")
+            return
+        text = f"{self._progress()} {meta['folder']} {meta['view']} : {OUTCOME_LABELS.get(outcome, outcome)}"
+        if outcome != "uptodate":
+            text += f" ({values.get('generator', '')}) en {values.get('seconds', 0):.1f} s"
+        if values.get("cost_usd"):
+            text += f", {values['cost_usd']:.3f} $"
+        if values.get("uncertain"):
+            text += f" — INCERTAIN, à vérifier : {values.get('notes')}"
+        if values.get("held"):
+            self.counts["held"] += 1
+            text += f" — RETENUE (pas d'envoi avant vérification) : {values['held']}"
+        self._line(text, "33" if values.get("uncertain") or values.get("held") else None)
+
+    def add_failure(self, task, fail):
+        meta = _meta(task)
+        if not meta.get("kind"):
+            if _is_unmet(fail):
+                return  # a group (generate:<folder>) failing because one of its views did: said already
+            self.unexpected += 1
+            self.failed.setdefault(task.name, []).append(_failure_text(fail))
+            self._line(f"[!] {task.name} : ÉCHEC — {_failure_text(fail)}", "31")
+            return
+        folder = meta.get("folder") or task.name
+        what = meta.get("view") or "envoi"
+        if _is_unmet(fail):  # the cause is reported on its own line
+            self.counts["blocked"] += 1
+            self._line(f"{self._progress()} {folder} {what} : non fait (une vue dont il dépend a échoué)")
+            return
+        if getattr(fail, "kind", None) == "BudgetExceeded":
+            self.counts["postponed"] += 1
+            self.budget_message = fail.message
+            self._line(f"{self._progress()} {folder} {what} : reporté (budget MAX_COST atteint)", "33")
+            return
+        if isinstance(fail, TaskError):
+            self.unexpected += 1
+        msg = _failure_text(fail)
+        for prefix in (f"{folder} / {what} : ", f"{folder} : "):  # the line names them already
+            msg = msg[len(prefix):] if msg.startswith(prefix) else msg
+        self.counts["failed"] += 1
+        self.failed.setdefault(folder, []).append(f"{what} : {msg}")
+        self._line(f"{self._progress()} {folder} {what} : ÉCHEC — {msg}", "31")
+
+    def runtime_error(self, msg):
+        self._line(f"Erreur : {msg}", "31")
+
+    def complete_run(self):
+        c = self.counts
+        made = c["generated"] + c["cached"]
+        summary = f"Terminé : {made} générés, {c['uptodate']} à jour, {c['failed']} échecs"
+        extras = []
+        if c["cached"]:
+            extras.append(f"dont {c['cached']} repris sans nouvel appel payant")
+        if c["held"]:
+            extras.append(f"{c['held']} retenue(s) par le contrôle qualité")
+        if c["uploaded"]:
+            extras.append(f"{c['uploaded']} références envoyées")
+        if self.cost:
+            extras.append(f"coût {self.cost:.2f} $")
+        extras.append(f"{time.monotonic() - self.started:.1f} s")
+        self._line(f"{summary} ({', '.join(extras)})", "1")
+        if self.budget_message:
+            self._line(f"{self.budget_message} {c['postponed']} vue(s) reportée(s) à la prochaine "
+                       f"exécution.", "33")
+        for folder, reasons in sorted(self.failed.items()):
+            for reason in reasons:
+                self._line(f"  ✗ {folder} — {reason}", "31")

@@ -1,0 +1,151 @@
+"""The view task family, in the manner of Nikola's task plugins.
+
+The family gathers exactly the settings that shape its output in one dict (`view_config`),
+attaches `config_changed` to it, and yields plain task dicts: the graph reads like a table.
+
+    1_face:<folder>          photo (+ style ref)                      -> output/<folder>/1_face.png
+    2_back:<folder>          back photo (+ style ref, + 1_face)       -> output/<folder>/2_back.png
+    3_detail_logo:<folder>   finished 1_face (+ style ref)            -> output/<folder>/3_detail_logo.png
+    generate:<folder>        the views of one reference (a group)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from doit.tools import config_changed
+
+from ..core.discovery import Reference, StyleRefs
+from ..core.jobs import ViewJob
+from ..core.models import API_VERSION
+from ..core.paths import view_path
+from ..core.settings import Settings
+from ..core.versions import FINISHING_VERSION, LOCAL_RENDERER_VERSION
+from ..core.views import VIEWS, VIEWS_BY_NAME, ViewSpec
+from ..generation.prompts import PROMPT_VERSION
+from ..generation.retouch_steps import (
+    ADJUSTMENTS_FILE,
+    ViewSteps,
+    plan_reference,
+    read_reference,
+    steps_config,
+)
+from .actions import fail_action, run_action
+
+
+def view_config(settings: Settings, view: ViewSpec) -> dict:
+    """The settings that shape this view's image, whatever the reference."""
+    kw = {"generator": settings.generator, "view": view.name, "output_size": settings.output_size,
+          "image_size": settings.image_size}  # caps the output's size too
+    if settings.generator == "gemini":
+        kw.update(model=settings.model, api_version=API_VERSION,
+                  prompt_version=PROMPT_VERSION, finishing_version=FINISHING_VERSION,
+                  anchored=bool(view.anchor))
+    else:
+        kw.update(renderer_version=LOCAL_RENDERER_VERSION)
+    return kw
+
+
+def _build_view(settings: Settings, job: ViewJob):
+    from ..generation.view_build import (
+        build_view,  # numpy, Pillow: only when a view is built
+    )
+
+    return build_view(settings, job)
+
+
+def _source_path(settings: Settings, ref: Reference, view: ViewSpec) -> Path:
+    if view.source in VIEWS_BY_NAME:
+        return view_path(settings, ref.folder, view.source)
+    return ref.photos[view.source]
+
+
+def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, styles: StyleRefs,
+               steps=None) -> dict:
+    # No output capture: doit swaps the global sys.stdout per captured action, which races under
+    # threads (a closed buffer left behind made the process exit with 120 after 10,000 views).
+    task = {"basename": view.name, "name": ref.folder, "io": {"capture": False},
+            "meta": {"kind": "view", "folder": ref.folder, "view": view.name}}
+    style = styles.for_view(view.name, ref.folder)
+    if style is None:
+        return {**task, "actions": [(fail_action, [styles.missing_message(view.name)])]}
+    if steps is not None and steps.problem:  # adjustments.toml malformed or inconsistent
+        return {**task, "actions": [(fail_action, [steps.problem])]}
+    anchored = kw["generator"] == "gemini" and view.anchor is not None
+    config = {**kw, "seed": ref.seed(view.name)} if kw["generator"] == "gemini" else kw
+    planned = steps.steps if steps is not None else ()
+    if planned:  # declared retouches are inputs of the view: their content is in its config
+        config = {**config, **steps_config(planned)}
+    job = ViewJob(folder=ref.folder, view=view.name, source=_source_path(settings, ref, view),
+                  style=style, output=view_path(settings, ref.folder, view.name),
+                  anchor=view_path(settings, ref.folder, view.anchor) if anchored else None, config=config,
+                  steps=planned, step_inputs=tuple(steps.inputs.items()) if planned else ())
+    task["meta"]["job"] = job
+    return {**task,
+            "file_dep": list(dict.fromkeys(str(p) for p in job.inputs.values())),
+            "targets": [str(job.output), str(job.output.with_suffix(".json"))],
+            "actions": [(run_action, ["view", f"{ref.folder} {view.name}", settings, _build_view, settings, job])],
+            "uptodate": [config_changed(config)]}
+
+
+def view_tasks(settings: Settings, refs: list[Reference]):
+    """One task per (reference, view); a reference that cannot be built gets one failing task."""
+    styles = StyleRefs(settings.refs_dir)
+    kws = {view.name: view_config(settings, view) for view in VIEWS}
+    for view in VIEWS:  # the family's own line in `doit list`
+        yield {"basename": view.name, "name": None, "doc": f"la vue {view.name} de chaque référence"}
+    for ref in refs:
+        if ref.problem:
+            yield {"basename": VIEWS[0].name, "name": ref.task_name, "io": {"capture": False},
+                   "meta": {"kind": "view", "folder": ref.folder, "view": VIEWS[0].name},
+                   "actions": [(fail_action, [ref.problem])]}
+            continue
+        planned = _planned_steps(settings, ref)
+        for name in ref.views:
+            view = VIEWS_BY_NAME[name]
+            yield _view_task(settings, ref, view, kws[name], styles, planned.get(name))
+
+
+def _planned_steps(settings: Settings, ref: Reference) -> dict:
+    """The declared retouches of each view of `ref` (photos/<folder>/adjustments.toml), planned."""
+    if ADJUSTMENTS_FILE not in ref.files:
+        return {}
+    steps, problem = read_reference(settings, ref.folder)
+    if problem:  # a malformed file fails every view of the reference, naming the file and line
+        return {v: ViewSteps(problem=problem) for v in ref.views}
+    if not steps:
+        return {}
+    return plan_reference(settings, ref.folder, ref.views, steps, generator=settings.generator,
+                          source_of=lambda v: _source_path(settings, ref, VIEWS_BY_NAME[v]),
+                          view_path_of=lambda v: view_path(settings, ref.folder, v))
+
+
+def generate_tasks(refs: list[Reference]):
+    """`generate:<folder>`: the views of one reference; `generate` alone: every reference."""
+    for ref in refs:
+        views = ref.views if not ref.problem else (VIEWS[0].name,)
+        yield {"name": ref.task_name, "actions": None,
+               "task_dep": [f"{v}:{ref.task_name}" for v in views]}
+
+
+def missing_photos_dir_task(settings: Settings) -> dict:
+    return {"doc": "toutes les vues à (re)faire", "io": {"capture": False},
+            "meta": {"kind": "view", "folder": settings.photos_dir.name, "view": "dossier"},
+            "actions": [(fail_action, [f"Dossier introuvable : {settings.photos_dir}. Créez-le ou "
+                                       f"réglez PHOTOS_DIR."])]}
+
+
+def announcement(settings: Settings) -> str:
+    """The first line of every run: which generator, said loudly."""
+    if settings.generator == "gemini":
+        budget = f"budget MAX_COST {settings.max_cost:.2f} $" if settings.max_cost else "sans plafond MAX_COST"
+        return (f"Générateur : Gemini ({settings.model}, {settings.image_size}) — appels payants, {budget}.")
+    why = "GENERATOR=local" if settings.generator_chosen else "aucune clé GEMINI_API_KEY"
+    publish = ("ALLOW_LOCAL_UPLOAD=1 : ces aperçus peuvent être publiés" if settings.allow_local_upload
+               else "ces images ne sont pas publiées sans ALLOW_LOCAL_UPLOAD=1")
+    return f"Générateur : LOCAL, aperçu hors ligne gratuit ({why}) ; {publish}."
+
+
+def all_generate_tasks(settings: Settings, refs: list[Reference]):
+    yield from view_tasks(settings, refs)
+    yield from generate_tasks(refs)
