@@ -9,15 +9,14 @@ import tomllib
 
 import numpy as np
 import pytest
+from helpers import built, summary
 from PIL import Image, ImageDraw, ImageFilter
 
-from test_pipeline import built, summary
-
-from catalogue.generation import retouch_steps, retouches
-from catalogue.imaging.colour_fixes import background_fix, color_transfer, light_aware_area
 from catalogue.core.errors import InputError
-from catalogue.imaging.checks import delta_e, flat_lay_garment
 from catalogue.core.settings import load_settings
+from catalogue.generation import retouch_steps, retouches
+from catalogue.imaging.checks import delta_e, flat_lay_garment
+from catalogue.imaging.colour_fixes import background_fix, color_transfer, light_aware_area
 
 INSTR_1 = "Remove the t-shirt under the hoodie."
 INSTR_2 = "Smooth the folds of the sleeves."

@@ -6,10 +6,8 @@ import json
 import re
 
 import pytest
-
 from fakes.gemini_server import DEFAULT_KEY
-from conftest import garment_photo
-from test_pipeline import built, summary
+from helpers import built, garment_photo, summary
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from tests.fakes.postgres import shared_cluster
-from tests.fakes.reboul_backend import ReboulBackend
+from fakes.postgres import shared_cluster
+from fakes.reboul_backend import ReboulBackend
 
 SAMPLES = {"B100004-V20": "B100004/V20", "H400020-V12": "H400020/V12", "L100001-V09A": "L100001/V09A",
            "R300010-V05": "R300010/V05", "SI-8015-V0029": "SI-8015/V0029", "W200300-V01": "W200300/V01"}

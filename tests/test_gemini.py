@@ -17,19 +17,26 @@ import traceback
 import urllib.request
 
 import pytest
+from fakes.gemini_server import DEFAULT_KEY, FakeGemini, render_answer
+from helpers import garment_photo, style_ref
 from PIL import Image
 
 from catalogue.core import models
-
-from catalogue.generation import prompts
 from catalogue.core.errors import BudgetExceeded, GenerationError
-from catalogue.generation.gemini import (GeminiGenerator, ImageAnswer, ImageRequest, check_api, nearest_aspect_ratio,
-                              prepare_image, reset_shared_generators, shared_generator)
+from catalogue.core.settings import load_settings
+from catalogue.generation import prompts
+from catalogue.generation.gemini import (
+    GeminiGenerator,
+    ImageAnswer,
+    ImageRequest,
+    check_api,
+    nearest_aspect_ratio,
+    prepare_image,
+    reset_shared_generators,
+    shared_generator,
+)
 from catalogue.generation.ledger import Ledger, budget_message
 from catalogue.generation.rate_limiter import RateLimiter
-from catalogue.core.settings import load_settings
-from conftest import garment_photo, style_ref
-from fakes.gemini_server import DEFAULT_KEY, FakeGemini, fake_gemini, render_answer  # noqa: F401
 
 KEY = DEFAULT_KEY
 

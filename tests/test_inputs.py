@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import built, garment_photo, summary
 from PIL import Image
 
 from catalogue.core.errors import InputError
 from catalogue.imaging.decode import open_image
-from conftest import garment_photo
-from test_pipeline import built, summary
 
 
 def test_every_bad_input_fails_alone_with_a_french_message(project):
@@ -68,7 +67,7 @@ def test_shop_names_for_style_references_and_several_per_view(project):
     (refs / "3_detail_logo.png").rename(refs / "3-detail.png")
     (refs / "back").mkdir()
     (refs / "2_back.png").rename(refs / "back" / "back_1.png")
-    from conftest import style_ref
+    from helpers import style_ref
     style_ref(refs / "back" / "back_2.png", "2_back", size=(240, 300))
     for i in range(6):
         project.photo(f"R{i}-1")
@@ -155,8 +154,9 @@ def test_broken_overrides_file_fails_its_reference_instead_of_forgetting_rerolls
 
 
 def test_adding_a_style_image_moves_few_references(tmp_path):
+    from helpers import style_ref
+
     from catalogue.core.discovery import StyleRefs
-    from conftest import style_ref
 
     for i in range(2):
         style_ref(tmp_path / "refs" / "1_face" / f"r{i}.png", "1_face")

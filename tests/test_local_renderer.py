@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from catalogue.imaging.framing import measure_framing
-from catalogue.imaging.decode import png_bytes
 from catalogue.generation.local_renderer import render_view
+from catalogue.imaging.decode import png_bytes
+from catalogue.imaging.framing import measure_framing
 from catalogue.imaging.masks import bbox, dilate
 
 GREY = 243

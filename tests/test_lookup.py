@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import socket
-import sys
-from pathlib import Path
 
 import psycopg
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from catalogue.publishing import lookup  # noqa: E402
-from catalogue.core.errors import UploadError  # noqa: E402
-from catalogue.publishing.lookup import resolve_product_id  # noqa: E402
-from catalogue.core.settings import load_settings  # noqa: E402
-from tests.fakes.postgres import shared_cluster  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def pg_cluster():
-    return shared_cluster()
+from catalogue.core.errors import UploadError
+from catalogue.core.settings import load_settings
+from catalogue.publishing import lookup
+from catalogue.publishing.lookup import resolve_product_id
 
 
 @pytest.fixture

@@ -6,20 +6,7 @@ import re
 import signal
 
 import pytest
-from conftest import garment_photo
-
-SUMMARY = re.compile(r"Terminé : (\d+) générés, (\d+) à jour, (\d+) échecs")
-
-
-def summary(proc) -> tuple[int, int, int]:
-    m = SUMMARY.search(proc.stdout)
-    assert m, proc.stdout + proc.stderr
-    return tuple(int(g) for g in m.groups())
-
-
-def built(proc) -> set[str]:
-    """'folder view' of every view the run generated (from its progress lines)."""
-    return {f"{m[1]} {m[2]}" for m in re.finditer(r"^\[\d+/\d+\] (\S+) (\S+) : généré", proc.stdout, re.M)}
+from helpers import built, garment_photo, summary
 
 
 @pytest.fixture
@@ -61,7 +48,7 @@ def test_changed_face_photo_rebuilds_exactly_its_face_and_detail(three_refs):
 
 
 def test_changed_detail_style_reference_rebuilds_only_detail_views(three_refs):
-    from conftest import style_ref
+    from helpers import style_ref
 
     three_refs.doit(check=True)
     style_ref(three_refs.root / "refs/3_detail_logo.png", "3_detail_logo", size=(240, 300))
@@ -167,8 +154,8 @@ def test_two_overlapping_runs_never_build_a_view_twice(project):
 
 
 def test_output_size_follows_the_style_reference_capped_by_image_size(project):
+    from helpers import style_ref
     from PIL import Image
-    from conftest import style_ref
 
     style_ref(project.root / "refs" / "1_face.png", "1_face", size=(1500, 2000))
     project.photo("A-1")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from helpers import write_views
+
 from catalogue.core import view_state
-from test_upload import pg_cluster, shop, write_views  # noqa: F401 (fixtures)
 
 
 def hold_by_qa(output, folder, view="2_back"):

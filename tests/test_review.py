@@ -14,15 +14,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from catalogue.review import report, rows
-from catalogue.review import server as review_server
+from helpers import Project, clean_env, garment_photo, style_ref
 
 from catalogue.core import view_state
 from catalogue.core.discovery import discover_references
 from catalogue.core.files import sha256_file
 from catalogue.core.settings import load_settings
-from conftest import Project, clean_env, garment_photo, style_ref
+from catalogue.review import report, rows
+from catalogue.review import server as review_server
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)

@@ -8,131 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import socket
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+from fakes.reboul_backend import ReboulBackend, parse_multipart
+from helpers import ORDERS, TOKEN, VIEWS, Crash, Shop, image_bytes, view_png, write_view, write_views
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from catalogue.publishing import backend as backend_mod  # noqa: E402
-from catalogue.publishing import upload as upload_mod  # noqa: E402
-from catalogue.core.errors import UploadError  # noqa: E402
-from catalogue.core.settings import load_settings  # noqa: E402
-from catalogue.core.paths import INTENT_FILE, STAMP_FILE
-from catalogue.publishing.upload import needs_upload, upload_reference  # noqa: E402
-from tests.fakes.postgres import shared_cluster  # noqa: E402
-from tests.fakes.reboul_backend import ReboulBackend, parse_multipart  # noqa: E402
-
-VIEWS = ("1_face", "2_back", "3_detail_logo")
-ORDERS = {"1_face": 0, "2_back": 1, "3_detail_logo": 2}
-TOKEN = "tok-Sup3rS3cret-bearer-value"
-
-
-# --- helpers ----------------------------------------------------------------------------------
-
-def view_png(seed: int, size=(48, 64)) -> bytes:
-    rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def write_view(output: Path, folder: str, view: str, data: bytes | None = None, *, seed: int = 0,
-               generator: str = "gemini") -> bytes:
-    """A finished view and its minimal provenance sidecar, as the generators leave them."""
-    data = view_png(seed * 10 + ORDERS[view]) if data is None else data
-    d = output / folder
-    d.mkdir(parents=True, exist_ok=True)
-    (d / f"{view}.png").write_bytes(data)
-    (d / f"{view}.json").write_text(json.dumps({
-        "view": view, "folder": folder, "generator": generator, "output_sha256": hashlib.sha256(data).hexdigest(),
-        "qa": {"verdict": "pass", "checks": {}}}))
-    return data
-
-
-def write_views(output: Path, folder: str, *, seed: int = 0, views=VIEWS, generator="gemini") -> dict[str, bytes]:
-    return {v: write_view(output, folder, v, seed=seed, generator=generator) for v in views}
-
-
-def image_bytes(backend, images):
-    return [backend.file_bytes(img) for img in images]
-
-
-class Crash(BaseException):
-    """Stands for the process dying (kill -9, power cut): not an exception the code may handle."""
-
+from catalogue.core.errors import UploadError
+from catalogue.publishing import backend as backend_mod
+from catalogue.publishing import upload as upload_mod
+from catalogue.publishing.upload import upload_reference
 
 # --- fixtures ---------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def pg_cluster():
-    return shared_cluster()
-
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
     monkeypatch.setattr(backend_mod, "BACKOFF", 0.01)
-
-
-class Shop:
-    def __init__(self, pg, backend, root: Path):
-        self.pg = pg
-        self.backend = backend
-        self.root = root
-        self.output = root / "output"
-        self.output.mkdir()
-        self.env = {"GENERATOR": "local", "DATABASE_URL": pg.url, "BACKEND_URL": backend.url}
-
-    def settings(self, **env):
-        return load_settings(self.root, environ={**self.env, **env})
-
-    def upload(self, folder: str, **env):
-        return upload_reference(self.settings(**env), folder)
-
-    def needs(self, folder: str, **env) -> bool:
-        return needs_upload(self.settings(**env), folder)
-
-    def images(self, pid: int) -> list[dict]:
-        r = requests.get(f"{self.backend.url}/products/{pid}/images", timeout=5,
-                         headers={"Authorization": f"Bearer {self.backend.token}"} if self.backend.token else {})
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def seed_images(self, pid: int, n: int = 2) -> list[dict]:
-        """Images the product already shows (uploaded by the old tool)."""
-        files = [("files", (f"old{i}.png", view_png(1000 + i), "image/png")) for i in range(n)]
-        r = requests.post(f"{self.backend.url}/products/{pid}/images/bulk",
-                          params={"orders": ",".join(str(i) for i in range(n))}, files=files, timeout=5)
-        assert r.status_code == 201, r.text
-        self.backend.clear_log()
-        return r.json()
-
-    def posts(self):
-        return self.backend.calls("POST")
-
-    def intent(self, folder):
-        p = self.output / folder / INTENT_FILE
-        return json.loads(p.read_text()) if p.exists() else None
-
-    def stamp(self, folder):
-        return json.loads((self.output / folder / STAMP_FILE).read_text())
-
-
-@pytest.fixture
-def shop(pg_cluster, tmp_path):
-    pg_cluster.reset()
-    backend = ReboulBackend(pg_cluster.url).start()
-    try:
-        yield Shop(pg_cluster, backend, tmp_path)
-    finally:
-        backend.stop()
 
 
 def assert_exactly(shop, pid, files: dict[str, bytes]):

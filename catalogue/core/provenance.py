@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .files import atomic_write_bytes, sha256_file
@@ -44,3 +45,8 @@ def is_current(view_png: Path, digest: str) -> bool:
     if not meta or meta.get("inputs_digest") != digest or not view_png.exists():
         return False
     return meta.get("output_sha256") == sha256_file(view_png)
+
+
+def now_iso() -> str:
+    """The timestamp written in sidecars and answer metadata (UTC, seconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

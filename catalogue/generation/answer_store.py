@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from ..core.files import atomic_write_bytes
+from ..core.in_flight import count_paying
 
 MIME_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 
@@ -24,31 +25,6 @@ _key_locks_guard = threading.Lock()
 def _lock_for(key: str) -> threading.Lock:
     with _key_locks_guard:
         return _key_locks.setdefault(key, threading.Lock())
-
-
-# Paid calls under way in this process: an interrupted run waits for them, so that an answer
-# already paid for is stored, not lost with the process.
-_paying = 0
-_paying_changed = threading.Condition()
-
-
-def paid_calls_in_flight() -> int:
-    with _paying_changed:
-        return _paying
-
-
-def wait_for_paid_calls(timeout: float) -> int:
-    """Wait until no paid call is under way (at most `timeout` s); returns how many still are."""
-    with _paying_changed:
-        _paying_changed.wait_for(lambda: _paying == 0, timeout=timeout)
-        return _paying
-
-
-def _count_paying(delta: int) -> None:
-    global _paying
-    with _paying_changed:
-        _paying += delta
-        _paying_changed.notify_all()
 
 
 class AnswerStore:
@@ -81,10 +57,10 @@ class AnswerStore:
             hit = self.get(key)
             if hit:
                 return hit[0], hit[1], True
-            _count_paying(+1)
+            count_paying(+1)
             try:
                 data, meta = produce()
                 self.put(key, data, meta)
             finally:
-                _count_paying(-1)
+                count_paying(-1)
             return data, meta, False

@@ -38,6 +38,7 @@ and the view is flagged uncertain; deterministic fixes run anyway.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -93,8 +94,6 @@ def _header_lines(text: str, view: str) -> list[int]:
 
 def _shown(path: Path) -> str:
     """The path as the operator typed it: relative to the current folder (the project root)."""
-    import os
-
     try:
         rel = os.path.relpath(path)
     except ValueError:

@@ -7,11 +7,13 @@ image before it (`check_retouch`, thresholds in `RETOUCH_LIMITS`).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
-from ..core.errors import GenerationError
-from ..core.paths import answers_dir
+from ..imaging.checks import THRESHOLDS, delta_e, flat_lay_garment, photo_garment, shape_iou
+from ..imaging.colour_fixes import background_fix, color_transfer
+from ..imaging.decode import downscale, jpeg_bytes, open_image, png_bytes
+from .gemini import JPEG_QUALITY, PASSTHROUGH_MAX_BYTES, ImageRequest, nearest_aspect_ratio, prepare_image
+from .paid_call import paid_image
 from .retouch_steps import ADJUSTMENTS_FILE, PlannedStep
 
 # The check of every Gemini retouch (`check_retouch`), on the garments of the image before and
@@ -56,9 +58,6 @@ class StepsOutcome:
 
 def _request_image(img) -> tuple[bytes, str]:
     """The current image as sent: PNG (lossless) up to 2048 px, JPEG 92 when the PNG is too big."""
-    from ..imaging.decode import downscale, jpeg_bytes, png_bytes
-    from .gemini import JPEG_QUALITY, PASSTHROUGH_MAX_BYTES
-
     img = downscale(img.convert("RGB"), 2048)
     data = png_bytes(img)
     if len(data) <= PASSTHROUGH_MAX_BYTES:
@@ -72,8 +71,6 @@ def retouch_instruction(text: str, has_ref: bool) -> str:
 
 def check_retouch(before, after, *, ref=None, ref_is_photo: bool = False) -> tuple[bool, dict, str]:
     """Same garment, same colour? (accepted, values, French message with the values)."""
-    from ..imaging.checks import delta_e, flat_lay_garment, photo_garment, shape_iou
-
     lim = RETOUCH_LIMITS
     g0, g1 = flat_lay_garment(before.convert("RGB")), flat_lay_garment(after.convert("RGB"))
     if g1.lab is None or not g1.mask.any():
@@ -106,8 +103,6 @@ def check_retouch(before, after, *, ref=None, ref_is_photo: bool = False) -> tup
 
 
 def _read_ref(settings, step: PlannedStep):
-    from ..imaging.decode import open_image
-
     if step.ref_path is None:
         return None
     return open_image(step.ref_path, max_pixels=settings.max_pixels, max_side=2048,
@@ -116,18 +111,6 @@ def _read_ref(settings, step: PlannedStep):
 
 def _gemini_step(settings, job, step: PlannedStep, current, ref_img, size) -> tuple[object, dict, bytes | None]:
     """(finished candidate, record fields) of one Gemini step, from the store or paid now."""
-    from PIL import Image
-
-    from ..imaging.finishing import finish
-    from .answer_store import AnswerStore
-    from .gemini import (
-        ImageRequest,
-        nearest_aspect_ratio,
-        prepare_image,
-        shared_generator,
-    )
-    from .view_build import _now
-
     images = [_request_image(current)]
     if step.ref_path is not None:
         images.append(prepare_image(step.ref_path, max_pixels=settings.max_pixels))
@@ -135,37 +118,18 @@ def _gemini_step(settings, job, step: PlannedStep, current, ref_img, size) -> tu
                            instruction=retouch_instruction(step.text, step.ref_path is not None),
                            aspect_ratio=nearest_aspect_ratio(*size),
                            image_size=job.config.get("image_size") or settings.image_size, seed=0)
-    key = request.key()
-
-    def pay():
-        answer = shared_generator(settings).generate(request, folder=job.folder,
-                                                     view=f"{job.view} (retouche {step.index})")
-        return answer.data, {"mime": answer.mime, "model": request.model, "folder": job.folder,
-                             "view": job.view, "step": step.index, "kind": "adjustment",
-                             "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
-                             "cost_usd": answer.cost_usd, "seconds": answer.seconds,
-                             "model_text": answer.model_text, "created_at": _now()}
-
-    data, meta, from_store = AnswerStore(answers_dir(settings)).get_or_create(key, pay)
-    rec = {"model": request.model, "request_key": key, "from_cache": from_store,
-           "cost_usd": 0.0 if from_store else meta["cost_usd"], "input_tokens": meta.get("input_tokens", 0),
-           "output_tokens": meta.get("output_tokens", 0), "model_text": meta.get("model_text", "")}
-    try:
-        raw = Image.open(io.BytesIO(data))
-        raw.load()
-    except Exception:
-        raise GenerationError(f"La réponse de Gemini à la retouche {step.index} de {job.folder} / {job.view} "
-                              f"n'est pas une image lisible : modifiez la consigne dans "
-                              f"{ADJUSTMENTS_FILE}.")
-    finished = finish(raw.convert("RGB"), size)
+    paid = paid_image(settings, request, folder=job.folder, view=f"{job.view} (retouche {step.index})", size=size,
+                      meta={"view": job.view, "step": step.index, "kind": "adjustment"},
+                      unreadable=(f"La réponse de Gemini à la retouche {step.index} de {job.folder} / {job.view} "
+                                  f"n'est pas une image lisible : modifiez la consigne dans {ADJUSTMENTS_FILE}."))
+    finished = paid.finished
+    rec = paid.record()
     rec["finishing_flags"] = list(finished.flags)
     return finished.image, rec
 
 
 def apply_steps(settings, job, image, size: tuple[int, int]) -> StepsOutcome:
     """Run the view's steps in order on the finished base image (see the module docstring)."""
-    from ..imaging.colour_fixes import background_fix, color_transfer
-
     out = StepsOutcome(image=image)
     local = job.config.get("generator") != "gemini"
     for step in job.steps:
@@ -231,8 +195,6 @@ def supersede_colour_check(qa: dict, records: list[dict]) -> dict:
     colour: the QA's "colour vs its photo" check, when it failed, passes if the fix landed within
     the QA's own colour limit of its reference (the values stay in the message). Other checks,
     `back_vs_face` included, are untouched."""
-    from ..imaging.checks import THRESHOLDS
-
     fixes = [r for r in records if r.get("fix") == "color-fix" and r.get("status") == "applied"]
     check = (qa.get("checks") or {}).get("colour")
     if not fixes or not check or check.get("passed"):

@@ -10,19 +10,23 @@ Order of operations is what keeps money and data safe:
 
 from __future__ import annotations
 
-import io
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from ..core.errors import GenerationError
+from PIL import Image
+
 from ..core.files import sha256_bytes
 from ..core.jobs import ViewJob
-from ..core.paths import answers_dir
-from ..core.provenance import inputs_digest, is_current, write_sidecar
+from ..core.provenance import inputs_digest, is_current, now_iso, write_sidecar
 from ..core.settings import Settings
 from ..core.views import VIEW_NAMES, VIEWS_BY_NAME
-from .answer_store import AnswerStore
+from ..imaging.checks import check_view
+from ..imaging.decode import open_image, save_png_atomic
+from .gemini import ImageRequest, nearest_aspect_ratio, prepare_image
+from .local_renderer import render_view
+from .paid_call import paid_image
+from .prompts import instruction_for
+from .retouches import apply_steps, supersede_colour_check
 
 # The local renderer reads photos at this multiple of the output's long side: the garment fills
 # more of the output than of the photo, so this keeps full detail without decoding 24 Mpx.
@@ -46,10 +50,6 @@ def output_size(settings: Settings, style: Path) -> tuple[int, int]:
 
 def _style_size(settings: Settings, style: Path) -> tuple[int, int]:
     """The style reference's upright size (header read only)."""
-    from PIL import Image
-
-    from ..imaging.decode import open_image
-
     try:
         with Image.open(style) as img:
             w, h = img.size
@@ -61,9 +61,6 @@ def _style_size(settings: Settings, style: Path) -> tuple[int, int]:
 
 
 def _render_local(settings: Settings, job: ViewJob, size: tuple[int, int]):
-    from ..imaging.decode import open_image
-    from .local_renderer import render_view
-
     upstream = VIEWS_BY_NAME[job.view].source
     what = f"la vue {upstream}" if upstream in VIEW_NAMES else "la photo"
     work_side = max(1200, int(LOCAL_WORK_SCALE * max(size)))
@@ -76,47 +73,18 @@ def _render_local(settings: Settings, job: ViewJob, size: tuple[int, int]):
 
 
 def _generate_gemini(settings: Settings, job: ViewJob, size: tuple[int, int]):
-    from PIL import Image
-
-    from ..imaging.finishing import finish
-    from .gemini import (
-        ImageRequest,
-        nearest_aspect_ratio,
-        prepare_image,
-        shared_generator,
-    )
-    from .prompts import instruction_for
-
     images = tuple(prepare_image(p, max_pixels=settings.max_pixels) for p in job.base_inputs.values())
     request = ImageRequest(
         model=job.config["model"], images=images,
         instruction=instruction_for(job.view, has_anchor=job.anchor is not None),
         aspect_ratio=nearest_aspect_ratio(*size), image_size=job.config["image_size"],
         seed=job.config["seed"])
-    key = request.key()
-
-    def pay():
-        answer = shared_generator(settings).generate(request, folder=job.folder, view=job.view)
-        return answer.data, {
-            "mime": answer.mime, "model": request.model, "folder": job.folder, "view": job.view,
-            "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
-            "cost_usd": answer.cost_usd, "seconds": answer.seconds, "model_text": answer.model_text,
-            "created_at": _now()}
-
-    data, meta, from_store = AnswerStore(answers_dir(settings)).get_or_create(key, pay)
-    extra = {"from_cache": from_store, "cost_usd": 0.0 if from_store else meta["cost_usd"],
-             "input_tokens": meta.get("input_tokens", 0), "output_tokens": meta.get("output_tokens", 0),
-             "model_text": meta.get("model_text", "")}
-    try:
-        raw = Image.open(io.BytesIO(data))
-        raw.load()
-    except Exception:
-        raise GenerationError(f"La réponse de Gemini pour {job.folder} / {job.view} n'est pas une image "
-                              f"lisible : relancez avec un nouveau tirage (doit reroll).")
-    finished = finish(raw.convert("RGB"), size)
-    return finished.image, {"generator": "gemini", "model": request.model, "request_key": key,
-                            "uncertain": bool(finished.flags), "notes": list(finished.flags),
-                            "metrics": finished.metrics, **extra}
+    paid = paid_image(settings, request, folder=job.folder, view=job.view, size=size,
+                      unreadable=f"La réponse de Gemini pour {job.folder} / {job.view} n'est pas une image "
+                                 f"lisible : relancez avec un nouveau tirage (doit reroll).")
+    finished = paid.finished
+    return finished.image, {"generator": "gemini", "uncertain": bool(finished.flags), "notes": list(finished.flags),
+                            "metrics": finished.metrics, **paid.record()}
 
 
 # QA measures at a reduced size: reading the inputs at this long side is plenty.
@@ -126,9 +94,6 @@ QA_READ_SIDE = 1024
 def _quality(settings: Settings, job: ViewJob, image, size: tuple[int, int], decoded: dict) -> dict:
     """The quality checks of DESIGN "Quality gate": a failing view is kept but held from upload.
     `decoded`: inputs the generator already decoded (path -> image), not read again."""
-    from ..imaging.checks import check_view
-    from ..imaging.decode import open_image
-
     def read(path: Path | None):
         if path in decoded:
             return decoded[path]
@@ -144,17 +109,12 @@ def _quality(settings: Settings, job: ViewJob, image, size: tuple[int, int], dec
     return report.to_json()
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def build_view(settings: Settings, job: ViewJob) -> dict:
     """Make one view; returns the values doit keeps and the progress line shows."""
     started = time.monotonic()
     digest, files = inputs_digest(job.config, job.inputs)
     if is_current(job.output, digest):
         return {"outcome": "uptodate", "seconds": 0.0}
-    from ..imaging.decode import save_png_atomic
 
     size = output_size(settings, job.style)
     if job.config["generator"] == "gemini":
@@ -163,7 +123,6 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
         image, info = _render_local(settings, job, size)
     adjustments = None
     if job.steps:  # declared retouches (adjustments.toml), after generation + finishing, before QA
-        from .retouches import apply_steps
 
         done = apply_steps(settings, job, image, size)
         image, adjustments = done.image, done.records
@@ -175,8 +134,6 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
         info["from_cache"] = bool(info.get("from_cache")) and done.paid_calls == 0
     qa = _quality(settings, job, image, size, info.pop("decoded", {}))
     if adjustments:
-        from .retouches import supersede_colour_check
-
         qa = supersede_colour_check(qa, adjustments)
     png = save_png_atomic(image, job.output)
     seconds = round(time.monotonic() - started, 3)
@@ -185,7 +142,7 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
         "config": job.config, "prompt_version": job.config.get("prompt_version"),
         "model": info.get("model"), "seed": job.config.get("seed", 0),
         "output_sha256": sha256_bytes(png), "width": image.width, "height": image.height,
-        "seconds": seconds, "created_at": _now(),
+        "seconds": seconds, "created_at": now_iso(),
         "qa": qa,
         **({"adjustments": adjustments} if adjustments is not None else {}),
         **{k: v for k, v in info.items() if k != "model"},

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from threading import Lock
@@ -44,15 +45,7 @@ from PIL import Image, ImageFilter
 
 from .decode import HOUSE_GREY
 from .framing import measure_framing
-from .masks import (
-    _border_band,
-    bbox,
-    close_mask,
-    erode,
-    fill_holes,
-    garment_mask,
-    keep_largest,
-)
+from .masks import _border_band, bbox, close_mask, erode, fill_holes, garment_mask, keep_largest
 
 WORK_SIDE = 320          # long side of the copies every measure is made on (speed; medians are stable)
 SOURCE_SIDE = 480        # long side of the raw photo handed to garment_mask (busy backgrounds need detail)
@@ -545,8 +538,6 @@ def check_view(view: str, image: Image.Image, *, source: Image.Image, style: Ima
     `source`: the raw photo (1_face, 2_back) or the finished 1_face (3_detail_logo); `style`: the
     style reference of this view; `face`: the finished 1_face, for 2_back's consistency check.
     """
-    import time
-
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}")
     t0 = time.perf_counter()

@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from .checks import _core, ciede2000, lab_to_rgb, on_grey_mask, photo_garment, rgb_to_lab
 from .decode import HOUSE_GREY
+from .finishing import FLAG_LIGHT, finish
+from .masks import _border_band, close_mask, fill_holes, fit_background, keep_largest
 
 # Long side of the copy the garment masks are computed on (the weight is upscaled, feathered).
 MASK_SIDE = 640
@@ -61,8 +64,6 @@ def _resized(img: Image.Image, side: int) -> Image.Image:
 
 def _border_grey(arr: np.ndarray) -> np.ndarray | None:
     """The frame's own grey when it is near the house grey (a flat lay), else None."""
-    from .masks import _border_band
-
     h, w = arr.shape[:2]
     band = _border_band(h, w, max(2, round(max(h, w) * 0.01)))
     border = np.median(arr[band].astype(np.float32), axis=0)
@@ -71,8 +72,6 @@ def _border_grey(arr: np.ndarray) -> np.ndarray | None:
 
 def _flat_mask(arr: np.ndarray) -> np.ndarray:
     """Garment of a flat lay (or of a full-frame crop): far from its own grey, else from #F3F3F3."""
-    from .checks import on_grey_mask
-
     return on_grey_mask(arr, _border_grey(arr))
 
 
@@ -82,8 +81,6 @@ def garment_stats(img: Image.Image, *, photo: bool | None = None) -> dict | None
     `photo`: True for a raw photo (segmentation of `qa.photo_garment`), False for a flat lay on
     the house grey; None decides from the border (near the house grey: a flat lay).
     """
-    from .checks import _core, ciede2000, photo_garment, rgb_to_lab
-
     small = _resized(img, MASK_SIDE)
     arr = np.asarray(small)
     if photo is None:
@@ -105,8 +102,6 @@ def garment_stats(img: Image.Image, *, photo: bool | None = None) -> dict | None
 
 
 def median_delta_e(a: dict | None, b: dict | None) -> float | None:
-    from .checks import ciede2000
-
     if a is None or b is None:
         return None
     return float(ciede2000(a["median"], b["median"]))
@@ -117,8 +112,6 @@ def median_delta_e(a: dict | None, b: dict | None) -> float | None:
 def color_transfer(image: Image.Image, reference: Image.Image, *, reference_is_photo: bool | None = None,
                    what: str = "la référence") -> FixResult:
     """This view's garment recoloured to the reference's garment (see the module docstring)."""
-    from .checks import lab_to_rgb, rgb_to_lab
-
     image = image.convert("RGB")
     target = garment_stats(image, photo=False)
     source = garment_stats(reference, photo=reference_is_photo)
@@ -168,14 +161,6 @@ def color_transfer(image: Image.Image, reference: Image.Image, *, reference_is_p
 def light_aware_area(img: Image.Image) -> float:
     """Share of the frame taken by the garment, measured against a smooth background surface fitted
     on the border (so a white garment on a grey, or on an off-white drifting background, counts)."""
-    from .masks import (
-        _border_band,
-        close_mask,
-        fill_holes,
-        fit_background,
-        keep_largest,
-    )
-
     arr = np.asarray(_resized(img, MASK_SIDE), dtype=np.float32)
     h, w = arr.shape[:2]
     band = _border_band(h, w, max(2, round(max(h, w) * 0.02)))
@@ -192,8 +177,6 @@ def light_aware_area(img: Image.Image) -> float:
 
 def background_fix(image: Image.Image, size: tuple[int, int]) -> FixResult:
     """The background normalised to exactly #F3F3F3 (`finishing.finish`), never at the garment's cost."""
-    from .finishing import FLAG_LIGHT, finish
-
     image = image.convert("RGB")
     done = finish(image, size)
     before = light_aware_area(image)

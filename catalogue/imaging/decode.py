@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from ..core.errors import InputError
 from ..core.files import atomic_write_bytes
@@ -61,7 +61,6 @@ def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
     global _SRGB
     if not icc or img.mode != "RGB":
         return img
-    from PIL import ImageCms
 
     try:
         if _SRGB is None:

@@ -24,17 +24,7 @@ import numpy as np
 from PIL import Image
 
 from .decode import HOUSE_GREY
-from .masks import (
-    _border_band,
-    box_sum,
-    close_mask,
-    dilate,
-    erode,
-    fill_holes,
-    fit_background,
-    keep_largest,
-    label,
-)
+from .masks import _border_band, box_sum, close_mask, dilate, erode, fill_holes, fit_background, keep_largest, label
 
 GREY = float(HOUSE_GREY[0])
 WORK_SIDE = 480

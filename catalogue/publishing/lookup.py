@@ -17,6 +17,9 @@ import csv
 import re
 from pathlib import Path
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from ..core.errors import UploadError
 
 CONNECT_TIMEOUT = 5  # seconds
@@ -56,8 +59,6 @@ def resolve_product_id(settings, folder: str) -> tuple[int, str]:
 def describe_url(url: str) -> str:
     """`user@host:port/dbname` of a libpq URL or DSN, never its password."""
     try:
-        from psycopg.conninfo import conninfo_to_dict
-
         info = conninfo_to_dict(url)
     except Exception:
         return "(DATABASE_URL illisible)"
@@ -70,8 +71,6 @@ def describe_url(url: str) -> str:
 def _scrub(text: str, url: str) -> str:
     """Remove the password of `url` from a driver message (belt and braces)."""
     try:
-        from psycopg.conninfo import conninfo_to_dict
-
         password = conninfo_to_dict(url).get("password")
     except Exception:
         password = None
@@ -81,9 +80,6 @@ def _scrub(text: str, url: str) -> str:
 
 
 def _from_database(url: str, folder: str) -> list[tuple[int, str]]:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
     where = describe_url(url)
     try:
         params = conninfo_to_dict(url)

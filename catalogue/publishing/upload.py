@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from PIL import Image
+
 from ..core import view_state as review_state
 from ..core.errors import UploadError
 from ..core.files import atomic_write_bytes, sha256_bytes, sha256_file
@@ -181,7 +183,6 @@ def _payload(folder: str, view: LocalView) -> Payload:
     data = view.path.read_bytes()
     if len(data) <= MAX_FILE_BYTES:
         return Payload(view.spec.filename, data, "image/png", view.sha256)
-    from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
         img.load()

@@ -58,17 +58,7 @@ from ..generation.retouch_steps import record_step
 from ..tasks.reroll import bump_seed
 from .jobs import JobRunner
 from .page import render_page
-from .rows import (
-    PHOTO_SIDE,
-    STYLE_SIDE,
-    VIEW_SIDE,
-    ShaCache,
-    build_row,
-    counts,
-    server_links,
-    style_path,
-    thumbnail,
-)
+from .rows import PHOTO_SIDE, STYLE_SIDE, VIEW_SIDE, ShaCache, build_row, counts, server_links, style_path, thumbnail
 
 MAX_BODY = 64 * 1024                  # largest POST body accepted
 

@@ -22,8 +22,12 @@ from pathlib import Path
 
 from doit.cmd_base import DoitCmdBase
 
-from ..core.errors import PipelineError
-from ..core.paths import answers_dir
+from ..core.errors import InputError, PipelineError
+from ..core.provenance import read_sidecar
+from ..core.settings import load_settings
+from ..core.views import VIEW_NAMES
+from ..generation.retouch_steps import FIXES, record_fix, record_step
+from .run_lock import regenerate
 
 OPTIONS = (
     {"name": "image", "long": "image", "type": str, "default": None,
@@ -41,6 +45,7 @@ OPTIONS = (
     {"name": "fix", "long": "fix", "type": str, "default": None,
      "help": "correction gratuite au lieu d'une consigne : color-fix ou background-fix"},
 )
+
 
 LONG_OPTIONS = [o["long"] + ("" if o["type"] is bool else "=") for o in OPTIONS]
 
@@ -85,9 +90,6 @@ class Adjust(DoitCmdBase):
 
     def _execute(self, image=None, prompt=None, ref=None, gemini_pro=False, gemini_flash=False,
                  force=False, fix=None, pos_args=None):
-        from ..core.errors import InputError
-        from ..core.settings import load_settings
-
         self.dep_manager.close()
         try:
             parsed = _command_line(list(pos_args or []))
@@ -114,10 +116,6 @@ class Adjust(DoitCmdBase):
 
 class _Request:
     def __init__(self, settings, image, prompt, ref, pro, flash, force, fix, args):
-        from ..core.errors import InputError
-        from ..core.views import VIEW_NAMES
-        from ..generation.retouch_steps import FIXES
-
         self.settings = settings
         usage = ("Usage : doit adjust --image output/<dossier>/<vue>.png --prompt \"…\" [--ref IMAGE] "
                  "[--gemini-pro|--gemini-flash] [--force], ou doit adjust DOSSIER VUE --prompt \"…\", "
@@ -158,10 +156,6 @@ class _Request:
     # --- a pipeline view: recorded, then rebuilt ------------------------------------------------
 
     def pipeline(self) -> int:
-        from ..core.provenance import read_sidecar
-        from ..generation.retouch_steps import record_fix, record_step
-        from .run_lock import regenerate
-
         s = self.settings
         if self.prompt:
             path = record_step(s, self.folder, self.view, self.prompt, ref=self.ref, model=self.model,
@@ -192,113 +186,7 @@ class _Request:
     # --- any other image: a one-off beside it ---------------------------------------------------
 
     def one_off(self) -> int:
-        from ..core.errors import InputError
-        from ..imaging.colour_fixes import _border_grey, background_fix, color_transfer
-        from ..imaging.decode import open_image, save_png_atomic
+        from ..generation.one_off_retouch import retouch_one_off  # numpy, Pillow, google-genai
 
-        s = self.settings
-        if not self.image.is_file():
-            raise InputError(f"Image introuvable : {self.image}.")
-        original = open_image(self.image, max_pixels=s.max_pixels, what="l'image à retoucher")
-        ref_path = None
-        if self.ref:
-            p = Path(self.ref).expanduser()
-            ref_path = p if p.is_absolute() else Path.cwd() / p
-            if not ref_path.is_file():
-                raise InputError(f"Image de référence introuvable : {self.ref}.")
-        ref_img = open_image(ref_path, max_pixels=s.max_pixels, what="l'image de référence",
-                             max_side=2048) if ref_path else None
-        import numpy as np
-
-        flat = _border_grey(np.asarray(original.resize((64, 64)))) is not None
-        if self.fix == "background-fix":
-            res = background_fix(original, original.size)
-            result, note, ok = res.image, res.note, res.applied
-        elif self.fix == "color-fix":
-            if ref_img is None:
-                raise InputError("color-fix sur une image hors du catalogue : donnez l'image dont prendre "
-                                 "la couleur (--ref IMAGE).")
-            res = color_transfer(original, ref_img, what=_shown(ref_path))
-            result, note, ok = res.image, res.note, res.applied
-        else:
-            result, note, ok = self._gemini(original, ref_path, ref_img, flat)
-        if not ok:
-            print(f"Retouche non appliquée, rien n'est écrit : {note}", flush=True)
-            return 1
-        target = _free_name(self.image)
-        save_png_atomic(result, target)
-        print(f"Retouche écrite : {_shown(target)} (original inchangé)" + (f" — {note}" if note else ""),
-              flush=True)
-        return 0
-
-    def _gemini(self, original, ref_path, ref_img, flat: bool):
-        from PIL import Image
-
-        from ..core.errors import GenerationError, InputError
-        from ..core.models import resolve_model
-        from ..generation.answer_store import AnswerStore
-        from ..generation.gemini import (
-            ImageRequest,
-            nearest_aspect_ratio,
-            prepare_image,
-            shared_generator,
-        )
-        from ..generation.retouches import check_retouch
-        from ..generation.view_build import _now
-        from ..imaging.finishing import finish
-
-        s = self.settings
-        if not s.gemini_api_key:
-            raise InputError("Retouche sur consigne impossible sans GEMINI_API_KEY (le rendu local ne sait "
-                             "pas retoucher) : ajoutez la clé dans .env, ou utilisez --fix.")
-        images = [prepare_image(self.image, max_pixels=s.max_pixels)]
-        if ref_path:
-            images.append(prepare_image(ref_path, max_pixels=s.max_pixels))
-        request = ImageRequest(model=resolve_model(self.model) if self.model else s.model, images=tuple(images),
-                               instruction=self.prompt, aspect_ratio=nearest_aspect_ratio(*original.size),
-                               image_size=s.image_size, seed=0)
-        key = request.key()
-        store = AnswerStore(answers_dir(s))
-        hit = store.get(key)
-        if hit:
-            data = hit[0]
-            paid = "réponse déjà payée, reprise sans nouvel appel"
-        else:
-            answer = shared_generator(s).generate(request, folder=self.image.parent.name, view=self.image.name)
-            data = answer.data
-            store.put(key, data, {"mime": answer.mime, "model": request.model, "kind": "one-off",
-                                  "image": str(self.image), "input_tokens": answer.input_tokens,
-                                  "output_tokens": answer.output_tokens, "cost_usd": answer.cost_usd,
-                                  "seconds": answer.seconds, "model_text": answer.model_text,
-                                  "created_at": _now()})
-            paid = f"{answer.cost_usd:.3f} $"
-        try:
-            import io
-
-            raw = Image.open(io.BytesIO(data))
-            raw.load()
-            raw = raw.convert("RGB")
-        except Exception:
-            raise GenerationError(f"La réponse de Gemini pour {self.image.name} n'est pas une image lisible.")
-        # A catalogue-style image (on the house grey) gets the house finishing and the check;
-        # anything else is kept as Gemini returned it.
-        if not flat:
-            return raw, f"{paid} ; contrôle couleur/forme non applicable (image hors fond gris)", True
-        result = finish(raw, original.size).image
-        ok, _values, message = check_retouch(original, result, ref=ref_img)
-        if ok:
-            return result, f"{paid} ; {message}", True
-        if self.force:
-            return result, f"{paid} ; acceptée malgré le contrôle (--force) : {message}", True
-        return result, (f"retouche refusée par le contrôle : {message} ({paid}) ; relancez avec --force "
-                        f"pour l'accepter quand même"), False
-
-
-def _free_name(image: Path) -> Path:
-    """`<name>_adjusted.png` beside the image; `_adjusted-2`, `-3`… when taken (never overwrite)."""
-    target = image.with_name(f"{image.stem}_adjusted.png")
-    n = 2
-    while target.exists():
-        target = image.with_name(f"{image.stem}_adjusted-{n}.png")
-        n += 1
-    return target
+        return retouch_one_off(self.settings, self.image, prompt=self.prompt, fix=self.fix, ref=self.ref,
+                               model=self.model, force=self.force)

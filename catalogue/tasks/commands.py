@@ -12,8 +12,8 @@ from doit.cmd_base import DoitCmdBase
 from doit.cmd_run import Run
 from doit.control import TaskControl
 
+from ..core.in_flight import paid_calls_in_flight, wait_for_paid_calls
 from ..core.settings import load_settings
-from ..generation.answer_store import paid_calls_in_flight, wait_for_paid_calls
 from .doit_config import handle_sigterm
 from .plan import explain_plan
 from .reporter import ProgressReporter

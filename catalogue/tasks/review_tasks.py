@@ -43,9 +43,7 @@ def approve_tasks(settings: Settings, refs: list[Reference], argv: list[str]):
 
 
 def _review(settings: Settings, refs: list[Reference]):
-    from ..review.server import (
-        review_action,  # the page's server is only imported when asked for
-    )
+    from ..review.server import review_action  # the page's server is only imported when asked for
 
     return review_action(settings, refs)
 

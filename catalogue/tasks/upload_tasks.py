@@ -11,9 +11,7 @@ from .actions import fail_action, run_action
 
 
 def _upload(settings: Settings, folder: str, views: tuple[str, ...]):
-    from ..publishing.upload import (
-        upload_reference,  # requests, psycopg: only when uploading
-    )
+    from ..publishing.upload import upload_reference  # requests, psycopg: only when uploading
 
     outcome = upload_reference(settings, folder, views)
     if outcome.skipped_reason:

@@ -23,13 +23,7 @@ from ..core.settings import Settings
 from ..core.versions import FINISHING_VERSION, LOCAL_RENDERER_VERSION
 from ..core.views import VIEWS, VIEWS_BY_NAME, ViewSpec
 from ..generation.prompts import PROMPT_VERSION
-from ..generation.retouch_steps import (
-    ADJUSTMENTS_FILE,
-    ViewSteps,
-    plan_reference,
-    read_reference,
-    steps_config,
-)
+from ..generation.retouch_steps import ADJUSTMENTS_FILE, ViewSteps, plan_reference, read_reference, steps_config
 from .actions import fail_action, run_action
 
 
@@ -47,9 +41,7 @@ def view_config(settings: Settings, view: ViewSpec) -> dict:
 
 
 def _build_view(settings: Settings, job: ViewJob):
-    from ..generation.view_build import (
-        build_view,  # numpy, Pillow: only when a view is built
-    )
+    from ..generation.view_build import build_view  # numpy, Pillow: only when a view is built
 
     return build_view(settings, job)
 
