@@ -14,6 +14,7 @@ from doit import get_var
 
 from catalogue.core.discovery import discover_references
 from catalogue.core.errors import PipelineError
+from catalogue.core.paths import errors_log_path
 from catalogue.core.settings import load_settings
 from catalogue.tasks import review_tasks, upload_tasks, view_tasks
 from catalogue.tasks.doit_config import doit_config, handle_sigterm
@@ -30,6 +31,7 @@ except FileNotFoundError:
     REFS = None  # reported by the `generate` task: « Dossier introuvable »
 
 ProgressReporter.announcement = view_tasks.announcement(SETTINGS)
+ProgressReporter.errors_log = errors_log_path(SETTINGS)
 DOIT_CONFIG = doit_config(ProgressReporter)
 
 

@@ -210,3 +210,14 @@ class Shop:
 
     def stamp(self, folder):
         return json.loads((self.output / folder / STAMP_FILE).read_text())
+
+
+# --- fault injection in a real doit run ---------------------------------------------------------
+
+def fault_env(tmp_path: Path, env: dict, code: str) -> dict:
+    """`env` for a doit run whose process first executes `code` (a sitecustomize.py on PYTHONPATH):
+    stands for a bug or an operating-system refusal deep inside the pipeline."""
+    d = tmp_path / "fault"
+    d.mkdir(exist_ok=True)
+    (d / "sitecustomize.py").write_text(code)
+    return {**env, "PYTHONPATH": f"{d}{os.pathsep}{env.get('PYTHONPATH', '')}"}

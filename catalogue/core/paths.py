@@ -9,6 +9,7 @@
     output/.state/answers/               raw generator answers      answers_dir
     output/.state/ledger.jsonl           the cost ledger            ledger_path
     output/.state/thumbs/                review thumbnails          thumbs_dir
+    output/.state/errors.log             tracebacks of bugs         errors_log_path
     <root>/.doit.lock, .doit.sqlite      the run lock, doit's state (next to dodo.py)
 """
 
@@ -75,6 +76,10 @@ def ledger_path(settings) -> Path:
 
 def thumbs_dir(settings) -> Path:
     return state_dir(settings) / "thumbs"
+
+
+def errors_log_path(settings) -> Path:
+    return state_dir(settings) / "errors.log"
 
 
 def lock_path(settings) -> Path:

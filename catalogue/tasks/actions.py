@@ -24,8 +24,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from ..core.errors import PipelineError
-
-ERRORS_LOG = "errors.log"  # under output/.state/
+from ..core.paths import errors_log_path
 
 # errno -> (what happened, what to do), in French.
 OS_REFUSALS = {
@@ -66,7 +65,7 @@ def log_bug(settings, where: str) -> Path | None:
     sys.stderr.flush()
     if settings is None:
         return None
-    path = settings.output_dir / ".state" / ERRORS_LOG
+    path = errors_log_path(settings)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

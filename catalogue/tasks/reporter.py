@@ -28,7 +28,8 @@ def _failure_text(fail) -> str:
     doit keeps as a traceback), its last line and what to do."""
     if fail.traceback:
         lines = [ln for ln in "".join(fail.traceback).strip().splitlines() if ln.strip()]
-        return f"erreur inattendue ({lines[-1] if lines else fail.message}) : signalez-la avec le journal."
+        return (f"erreur inattendue ({lines[-1] if lines else fail.message}) : signalez-la avec le journal "
+                f"{ProgressReporter.errors_log}.")
     return fail.message.strip()
 
 
@@ -41,6 +42,7 @@ class ProgressReporter(ConsoleReporter):
 
     desc = "catalogue progress"
     announcement = ""  # set by dodo.py: which generator, said loudly
+    errors_log = "output/.state/errors.log"  # set by dodo.py: where the tracebacks of bugs go
     current = None     # the instance of the running command, read by LockedRun for the exit code
 
     def __init__(self, outstream, options):
