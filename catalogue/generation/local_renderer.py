@@ -42,8 +42,9 @@ GREY = HOUSE_GREY[0]
 SHADOW_STRENGTH = 0.16   # darkest shadow = 16 % below the house grey, under the garment's edge
 DETAIL_WIDTH_SHARE = 0.46  # detail crop width, share of the garment's width
 DETAIL_SEARCH_SIDE = 900  # the face is searched for its logo at this long side (a sleeve badge is small)
-CHEST_PREFERENCE = 0.8
-BACKGROUND_NEAR = 30       # a patch at the outline this close to a background colour is background     # a patch off the chest wins only when denser than this share of the chest's
+CHEST_PREFERENCE = 0.8    # a patch off the chest wins only when larger than the chest's by 1 / this
+BACKGROUND_NEAR = 30       # a patch near the outline this close to a background colour is background
+BACKGROUND_REACH = 0.05    # "near the outline": within this share of the garment's width (wedges of window)
 
 NOTE_NO_LOGO = "aucun logo repéré : recadrage sur le haut de la poitrine, à vérifier"
 NOTE_NO_GARMENT = "vêtement introuvable sur la vue de face : recadrage au centre, à vérifier"
@@ -93,7 +94,7 @@ class Cutout:
     notes: list[str]
     uncertain: bool
     metrics: dict
-    wall: tuple[int, int, int] = HOUSE_GREY  # the photo's background colour (its border's median)
+    wall: np.ndarray | None = None   # colours of the photo's background (a sample of its border), (n, 3)
 
 
 def cut_out(src: Image.Image, framing: Framing, size: tuple[int, int]) -> Cutout:
@@ -120,7 +121,15 @@ def cut_out(src: Image.Image, framing: Framing, size: tuple[int, int]) -> Cutout
     if not framing.measured:
         notes.append("cadrage de la référence de style illisible : cadrage par défaut")
     return Cutout(mask, box, (left, top, nw, nh), notes, seg.uncertain or bool(cleanup.notes), metrics,
-                  seg.background_rgb)
+                  _border_palette(src))
+
+
+def _border_palette(src: Image.Image, n: int = 400) -> np.ndarray:
+    """A sample of the colours along the photo's border: what its background looks like."""
+    arr = np.asarray(work_copy(src, 160), dtype=np.float32)
+    band = np.concatenate([arr[:4].reshape(-1, 3), arr[-4:].reshape(-1, 3), arr[:, :4].reshape(-1, 3),
+                           arr[:, -4:].reshape(-1, 3)])
+    return band[:: max(1, len(band) // n)]
 
 
 def compose(src: Image.Image, cut: Cutout, window: tuple[float, float, float, float],
@@ -208,13 +217,17 @@ def _garment_on_grey(arr: np.ndarray) -> np.ndarray:
     return keep_largest(fill_holes(close_mask(fg, r)), min_rel=0.05)
 
 
-def find_logo(arr: np.ndarray, fg: np.ndarray, backgrounds=(HOUSE_GREY,)) -> tuple[float, float, float] | None:
+def find_logo(arr: np.ndarray, fg: np.ndarray, backgrounds=(HOUSE_GREY,),
+              busy: bool = False) -> tuple[float, float, float] | None:
     """Centre (x, y) and strength of the most logo-like patch on the garment, or None.
 
     `arr` is RGB uint8 of a flat lay on the house grey, `fg` its garment mask (same grid). The whole
     garment is searched (a badge on a sleeve, a patch on a pocket); the chest wins when comparable.
-    `backgrounds`: colours of background that may show at the garment's outline (not logos).
+    `backgrounds`: colours of background that may show at the garment's outline (not logos): the
+    house grey, and the photo's own background colours. `busy`: the photo's background was busy, so
+    its cut-out is approximate (window may show between an arm and the body): the chest only.
     """
+    backgrounds = np.asarray(backgrounds, dtype=np.float32).reshape(-1, 3)
     b = bbox(fg)
     if b is None:
         return None
@@ -228,18 +241,22 @@ def find_logo(arr: np.ndarray, fg: np.ndarray, backgrounds=(HOUSE_GREY,)) -> tup
     # within a radius of 12 % of its width, computed over the garment's pixels only.
     r = max(3, round(gw * 0.12))
     weight = box_sum(inner, r).astype(np.float32)
-    local = np.stack([box_sum(np.where(inner, f[..., c], 0.0), r) for c in range(3)], -1) / np.maximum(weight, 1)[..., None]
+    sums = np.stack([box_sum(np.where(inner, f[..., c], 0.0), r) for c in range(3)], -1)
+    local = sums / np.maximum(weight, 1)[..., None]
     contrast = np.sqrt(((f - local) ** 2).sum(-1))
     spread = float(np.median(contrast[inner]))
     hot = inner & (contrast > max(45.0, 4.0 * spread + 20.0))
-    # A logo is a compact patch; seams and fold lines are thin: an opening removes those.
-    hot = open_mask(hot, max(1, round(gw * 0.004)))
+    # A logo is a compact patch; seams and fold lines are thin: an opening removes those; the
+    # strokes of one emblem are then joined.
+    hot = close_mask(open_mask(hot, max(1, round(gw * 0.004))), max(1, round(gw * 0.01))) & inner
     patches = _compact_patches(hot, arr, inner, max_area=0.03 * float(inner.sum()), backgrounds=backgrounds)
     # The chest (upper-middle of the garment) first when comparable: logos sit there most often.
     chest = (x0 + 0.15 * gw, y0 + 0.08 * gh, x1 - 0.15 * gw, y0 + 0.55 * gh)
     best = None
     for x, y, area in patches:
         on_chest = chest[0] <= x <= chest[2] and chest[1] <= y <= chest[3]
+        if busy and not on_chest:
+            continue
         score = area * (1.0 if on_chest else CHEST_PREFERENCE)
         if score >= 6 and (best is None or score > best[2]):
             best = (x, y, score)
@@ -263,6 +280,7 @@ def _compact_patches(hot: np.ndarray, arr: np.ndarray, inner: np.ndarray, *, max
     The area leaves out the outline band, so that a badge at a sleeve's edge counts what it covers."""
     labels, sizes = label(hot)
     edge = dilate(~inner, max(2, round(inner.shape[1] * 0.01)))
+    near = dilate(~inner, max(2, round(inner.shape[1] * BACKGROUND_REACH)))
     out = []
     for i in range(1, len(sizes)):
         if sizes[i] > max_area:
@@ -272,9 +290,9 @@ def _compact_patches(hot: np.ndarray, arr: np.ndarray, inner: np.ndarray, *, max
         h, w = int(np.ptp(ys)) + 1, int(np.ptp(xs)) + 1
         if max(h, w) > 5 * min(h, w):
             continue
-        if (sel & edge).any():
+        if (sel & near).any() and len(backgrounds):
             colour = arr[sel].astype(np.float32).mean(0)
-            if min(float(np.abs(colour - np.asarray(b, np.float32)).max()) for b in backgrounds) < BACKGROUND_NEAR:
+            if float(np.abs(backgrounds - colour).max(-1).min()) < BACKGROUND_NEAR:
                 continue
         out.append((float(xs.mean()), float(ys.mean()), int((sel & ~edge).sum())))
     return out
@@ -308,7 +326,9 @@ def _render_detail(face: Image.Image, size: tuple[int, int], photo: FacePhoto | 
         logo = None
     else:
         gx0, gy0, gx1, gy1 = (v * k for v in b)
-        logo = find_logo(arr, fg, backgrounds=(HOUSE_GREY,) + ((cut.wall,) if cut is not None else ()))
+        walls = [cut.wall] if cut is not None and cut.wall is not None else []
+        palette = np.vstack([np.asarray([HOUSE_GREY], np.float32)] + walls)
+        logo = find_logo(arr, fg, backgrounds=palette, busy=bool(cut and cut.metrics.get("busy_background")))
     gw, gh = gx1 - gx0, gy1 - gy0
     where = None
     if logo is not None:
