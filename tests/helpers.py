@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 SETTING_NAMES = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GEMINI_MODEL", "GENERATOR",
                  "PHOTOS_DIR", "REFS_DIR", "OUTPUT_DIR", "BACKEND_URL", "BACKEND_TOKEN", "DATABASE_URL",
                  "PRODUCTS_MAP", "IMAGE_SIZE", "OUTPUT_SIZE", "MAX_COST", "UPLOAD_MODE", "ALLOW_LOCAL_UPLOAD",
-                 "GEMINI_CONCURRENCY", "GEMINI_RPM", "GEMINI_MAX_WAIT", "GEMINI_TIMEOUT", "MAX_PIXELS")
+                 "GEMINI_CONCURRENCY", "GEMINI_RPM", "GEMINI_MAX_WAIT", "GEMINI_TIMEOUT", "MAX_PIXELS",
+                 "UPLOAD_MAX_REQUEST_MB")
 
 
 def garment_photo(path: Path, colour=(40, 60, 120), size=(360, 480), background=(236, 232, 226), seed=0,

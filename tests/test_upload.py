@@ -912,3 +912,18 @@ def test_malformed_bulk_answer_is_an_error_reconciled_by_the_next_run(shop, mode
     assert shop.posts() == [] and out.uploaded == [] and sorted(out.deleted) == [i["id"] for i in old]
     imgs = assert_exactly(shop, pid, files)
     assert [i["image_id"] for i in shop.stamp("L100001-V09A")["images"]] == [i["id"] for i in imgs]
+
+
+def test_readback_failing_after_the_bulk_is_finished_by_the_next_run(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 1)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("GET", f"/products/{pid}/images", status=500, skip=1)   # the read-back
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    assert "reçu mais pas relu" in exc.value.message and "prochaine exécution" in exc.value.message
+    assert shop.backend.calls("DELETE") == []
+    shop.backend.clear_log()
+    out = shop.upload("L100001-V09A")
+    assert shop.posts() == [] and out.deleted == [old[0]["id"]]
+    assert_exactly(shop, pid, files)

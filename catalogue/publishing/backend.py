@@ -120,7 +120,7 @@ def nest_message(response: requests.Response) -> str:
         msg = body["message"]
         return "; ".join(str(m) for m in msg) if isinstance(msg, list) else str(msg)
     text = (response.text or "").strip()
-    title = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
+    title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
     if title:
         return title.group(1).strip()
     return text[:200] if text else (response.reason or f"HTTP {response.status_code}")

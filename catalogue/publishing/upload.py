@@ -294,7 +294,13 @@ class _Run:
                 raise self._bulk_failed(exc, chunk, number, len(bulks), uploaded) from None
             intent["answered"] = {v.name: img["id"] for v, img in zip(chunk, created)}
             self._save_intent()
-            listing = self._list()
+            try:
+                listing = self._list()
+            except UploadError as exc:
+                raise UploadError(f"{exc.message} — l'envoi ({', '.join(v.name for v in chunk)}) a été reçu mais "
+                                  f"pas relu ; aucune ancienne image n'a été supprimée : la prochaine exécution "
+                                  f"relira le produit avant de renvoyer quoi que ce soit.",
+                                  reference=self.folder) from None
             self._settle(listing, strict=True)
             uploaded += [v.name for v in chunk]
 
