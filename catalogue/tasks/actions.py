@@ -23,7 +23,7 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from ..core.errors import PipelineError
+from ..core.errors import BudgetExceeded, PipelineError
 
 ERRORS_LOG = "errors.log"  # under output/.state/
 
@@ -82,7 +82,7 @@ def run_action(kind: str, where: str, settings, fn, *args):
     try:
         return fn(*args)
     except PipelineError as exc:
-        return failure(exc.message, kind=kind, error=type(exc).__name__)
+        return failure(exc.message, kind=kind, error="BudgetExceeded" if isinstance(exc, BudgetExceeded) else type(exc).__name__)
     except OSError as exc:
         message = os_refusal_message(exc)
         if message is None:
