@@ -9,17 +9,26 @@ comes back as text we can show), `imageConfig` {aspectRatio, imageSize}, and the
 version is pinned (`models.API_VERSION`); the base URL is never set here: the SDK reads
 `GOOGLE_GEMINI_BASE_URL` itself (tests point it at the fake server).
 
-Answer: the last non-thought inline image of candidate 0, raw bytes as received. Anything else
-(no candidates, a block reason, a finish reason other than STOP, text only, draft images only)
-is a `GenerationError` with a French message naming the folder, the view, the reason and the
-model's text, shortened.
+Answer: read from the raw body (`should_return_http_response`; the SDK's parsing drops
+`finishMessage`, python-genai#2049), then `GenerateContentResponse.model_validate`: the last
+non-thought inline image of candidate 0, raw bytes as received. Billed as Google bills it
+(`models.call_cost`: input, thinking + text output, the IMAGE entries of
+`candidatesTokensDetails`), each part in the ledger. Finish reasons: NO_IMAGE, IMAGE_OTHER,
+OTHER, MALFORMED_RESPONSE get one new attempt (paid, recorded); refusals (IMAGE_SAFETY, SAFETY,
+PROHIBITED_CONTENT, BLOCKLIST, SPII, RECITATION, ...) fail the view at once with what in the
+photo may cause them; PUP_LIMITED_DISABLED stops the run (`RunStopped`). Anything else without a
+final image (no candidates, a block reason, text only, draft images only) is a `GenerationError`
+with a French message naming the folder, the view, the reason, the model's text and, when
+billed, the cost.
 
-Retries are ours (SDK retries stay off: the SDK ignores `RetryInfo`): a 429 waits the server's
-`RetryInfo.retryDelay` (else exponential backoff with jitter) and pauses the whole shared limiter;
-5xx, 408 and transport failures (timeouts, refused connections: `httpx2` exceptions, not
-`APIError`) back off the same way in the worker; the total waiting per view is bounded by
-`GEMINI_MAX_WAIT`. Other 4xx fail at once with what to do. The API key is scrubbed from every
-message this module produces.
+Retries are ours (SDK retries stay off: the SDK ignores `RetryInfo`): a per-minute 429 waits the
+server's `RetryInfo.retryDelay` (else exponential backoff with jitter) and pauses the whole
+shared limiter; a 429 naming a per-day quota or a spend cap stops paid calls for the run
+(`RunStopped`, a `BudgetExceeded`: the rest is postponed as for MAX_COST); 5xx, 408 and
+transport failures back off in the worker. GEMINI_MAX_WAIT bounds, in wall-clock time, how long
+a view keeps retrying after its first failure; GEMINI_TIMEOUT bounds one call in wall-clock time
+(the SDK's own timeout is per read). Other 4xx fail at once with what to do. The API key is
+scrubbed from every message this module produces.
 """
 
 from __future__ import annotations
