@@ -10,7 +10,9 @@ import re
 from helpers import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
-CODE = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "catalogue").rglob("*.py"))
+# The package's source, with implicitly concatenated string literals joined ("a " "b" across lines).
+CODE = re.sub(r"([\"'])\s*\n\s*[rbf]*([\"'])", "",
+              "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "catalogue").rglob("*.py")))
 
 
 def settings_read_by_the_code() -> set[str]:

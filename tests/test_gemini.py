@@ -166,8 +166,8 @@ def test_success_answer_and_ledger(fake_gemini, tmp_path, images):
     assert isinstance(ans, ImageAnswer) and ans.mime == "image/png"
     with Image.open(io.BytesIO(ans.data)) as im:
         assert im.format == "PNG" and abs(im.width / im.height - 3 / 4) < 0.01
-    assert ans.output_tokens == 1120 and ans.input_tokens > 0
-    assert ans.cost_usd == models.call_cost(s.model, "2K", ans.input_tokens)
+    assert ans.image_output_tokens == 1120 and ans.thought_tokens > 0 and ans.input_tokens > 0
+    assert ans.output_tokens == 1120 + ans.thought_tokens
     assert ans.seconds >= 0 and ans.attempts == 1
     (line,) = ledger_lines(s)
     assert line["outcome"] == "ok" and line["folder"] == "F" and line["view"] == "1_face"
@@ -180,14 +180,13 @@ def test_draft_then_final_takes_the_final_image(fake_gemini, tmp_path, images):
     fake_gemini.push({"kind": "draft", "text": "Here is the flat lay."})
     req = view_request("1_face", images)
     ans = make_generator(s).generate(req, folder="F", view="1_face")
-    assert ans.data == render_answer(req.images[0][0], "3:4")   # the final, not the grey draft
+    assert ans.data == render_answer(req.images[0][0], "3:4", "2K")   # the final, not the grey draft
     assert ans.model_text == "Here is the flat lay."             # thought text left out
 
 
 @pytest.mark.parametrize("scenario,needle", [
     ("blocked", "blockReason=PROHIBITED_CONTENT"),
     ("image_safety", "finishReason=IMAGE_SAFETY"),
-    ("no_image", "finishReason=NO_IMAGE"),
     ("no_candidates", "aucun candidat"),
     ("text_only", "texte seul"),
     ("thought_only", "brouillons"),
@@ -203,7 +202,7 @@ def test_no_image_answers_fail_the_view_in_french(fake_gemini, tmp_path, images,
         assert "Texte du modèle : « I can't generate this image" in msg
     assert len(fake_gemini.generate_requests) == 1          # not retried: a refusal is an answer
     (line,) = ledger_lines(s)
-    assert line["outcome"] != "ok" and line["cost_usd"] < 0.01
+    assert line["outcome"] != "ok" and line["cost_usd"] < 0.02 and line["image_output_tokens"] == 0
 
 
 def test_long_model_text_is_shortened(fake_gemini, tmp_path, images):
@@ -251,13 +250,12 @@ def test_5xx_then_success(fake_gemini, tmp_path, images, scenario):
 
 
 def test_timeout_then_success(fake_gemini, tmp_path, images):
-    s = make_settings(tmp_path, timeout=0.3)
-    fake_gemini.push({"kind": "slow", "seconds": 1.5})
-    t0 = time.monotonic()
+    s = make_settings(tmp_path, timeout=1.5)
+    fake_gemini.push({"kind": "slow", "seconds": 4.0})
     ans = make_generator(s).generate(view_request("1_face", images), folder="F", view="1_face")
-    assert time.monotonic() - t0 < 1.5                      # gave up on the slow one
     assert ans.attempts == 2
     assert [line["outcome"] for line in ledger_lines(s)] == ["timeout", "ok"]
+    assert ledger_lines(s)[0]["seconds"] < 4.0               # gave up on the slow one
 
 
 def test_connection_refused_is_retried_then_bounded(monkeypatch, tmp_path, images):
@@ -369,9 +367,9 @@ def run_parallel(gen, requests, workers):
     return answers, errors
 
 
-def test_parallel_run_stays_within_concurrency_and_rate(fake_gemini, tmp_path, images):
+def test_parallel_run_stays_within_concurrency(fake_gemini, tmp_path, images):
     fake_gemini.latency = 0.25
-    s = make_settings(tmp_path, GEMINI_CONCURRENCY=2, GEMINI_RPM=600)   # one start per 0.1 s
+    s = make_settings(tmp_path, GEMINI_CONCURRENCY=2, GEMINI_RPM=600)
     limiter = RateLimiter(s.gemini_concurrency, s.gemini_rpm)
     gen = make_generator(s, limiter)
     reqs = [view_request("1_face", images, seed=i) for i in range(12)]
@@ -379,21 +377,32 @@ def test_parallel_run_stays_within_concurrency_and_rate(fake_gemini, tmp_path, i
     assert not errors and len(answers) == 12
     assert fake_gemini.max_in_flight == 2 and limiter.max_in_flight == 2
     starts = sorted(fake_gemini.start_times)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert min(gaps) >= 0.1 - 0.02                             # evenly spaced starts, no burst
     # with 2 in flight and 0.25 s latency the concurrency, not the rate, is the bottleneck
     assert starts[-1] - starts[0] >= 5 * 0.25
 
 
-def test_rate_limit_alone_spaces_starts(fake_gemini, tmp_path, images):
-    s = make_settings(tmp_path, GEMINI_CONCURRENCY=8, GEMINI_RPM=300)   # one start per 0.2 s
-    gen = make_generator(s, RateLimiter(s.gemini_concurrency, s.gemini_rpm))
-    answers, errors = run_parallel(gen, [view_request("1_face", images, seed=i) for i in range(8)], workers=8)
-    assert not errors
+def max_in_closed_window(times, span):
+    t = sorted(times)
+    return max(sum(1 for u in t[i:] if u <= v + span) for i, v in enumerate(t))
+
+
+def test_rpm_at_the_server_quota_bursts_and_never_gets_a_429(fake_gemini, tmp_path, images):
+    """GEMINI_RPM equal to the server's quota (a 2-second 'minute' here, counted at both ends
+    by the fake): bursts up to the window's room, never one start too many, no 429. The margin
+    is raised to 0.5 s so that a loaded test machine's arrival jitter stays inside it."""
+    fake_gemini.quota = (5, 2.0)
+    s = make_settings(tmp_path, GEMINI_CONCURRENCY=8, GEMINI_RPM=5, GEMINI_QUOTA_WINDOW=2)
+    limiter = RateLimiter(s.gemini_concurrency, s.gemini_rpm, window=s.gemini_quota_window, margin=0.5)
+    gen = make_generator(s, limiter)
+    answers, errors = run_parallel(gen, [view_request("1_face", images, seed=i) for i in range(12)], workers=8)
+    assert not errors and len(answers) == 12
+    jitter = [f - o for f, o in zip(sorted(fake_gemini.start_times), limiter.starts)]
+    assert fake_gemini.rejected == [], jitter                    # zero 429s
     starts = sorted(fake_gemini.start_times)
-    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.2 - 0.02
-    for i, t in enumerate(starts):      # any 1 s window holds <= 5 starts (less the arrival jitter)
-        assert sum(1 for u in starts[i:] if u < t + 1.0 - 0.05) <= 5
+    assert max_in_closed_window(starts, 2.0) == 5
+    assert limiter.starts[4] - limiter.starts[0] < 0.3           # the first five went at once
+    # 12 starts: the 11th and 12th two windows (+ margins) after the first, not 11 x 2/5 s
+    assert limiter.starts[-1] - limiter.starts[0] == pytest.approx(2 * 2.5, abs=0.5)
 
 
 def test_a_429_pauses_every_worker(fake_gemini, tmp_path, images):
@@ -425,7 +434,7 @@ def test_budget_stops_new_calls(fake_gemini, tmp_path, images):
     with pytest.raises(BudgetExceeded) as ei:
         gen.generate(view_request("1_face", images, seed=3), folder="C", view="1_face")
     assert str(ei.value) == budget_message(gen.ledger.run_cost, 0.30)
-    assert str(ei.value).startswith("Budget MAX_COST atteint (0.27 $ dépensés sur 0.30 $)")
+    assert str(ei.value).startswith(f"Budget MAX_COST atteint ({gen.ledger.run_cost:.2f} $ dépensés sur 0.30 $)")
     assert isinstance(ei.value, GenerationError) and gen.ledger.budget_reached
     assert len(fake_gemini.generate_requests) == 2               # the third call never started
     assert gen.ledger.run_cost <= 0.30
@@ -580,6 +589,178 @@ def test_fake_accepts_camel_case_and_standard_base64(fake_gemini):
         answer = json.load(resp)
     part = answer["candidates"][0]["content"]["parts"][-1]["inlineData"]
     with Image.open(io.BytesIO(base64.b64decode(part["data"]))) as im:
-        assert im.size == (256, 384)
+        assert im.size == (848, 1264)          # 2:3 at the default imageSize 1K, as Gemini draws it
     (r,) = fake_gemini.generate_requests
     assert r["api_version"] == "v1" and r["parts"][0]["mime_key"] == "mimeType"
+
+
+# --- every answer read as Gemini sends it ------------------------------------------------------
+
+def test_finish_message_reaches_the_operator(fake_gemini, tmp_path, images):
+    """The SDK drops finishMessage when parsing (python-genai#2049): it is read from the raw body."""
+    s = make_settings(tmp_path)
+    fake_gemini.push({"kind": "finish", "reason": "IMAGE_SAFETY", "message": "Filtered: policy XYZ-42."})
+    with pytest.raises(GenerationError) as ei:
+        make_generator(s).generate(view_request("1_face", images), folder="F", view="1_face")
+    assert "Filtered: policy XYZ-42." in str(ei.value)
+    assert "Filtered: policy XYZ-42." in ledger_lines(s)[0]["detail"]
+
+
+@pytest.mark.parametrize("reason", ["NO_IMAGE", "IMAGE_OTHER", "OTHER", "MALFORMED_RESPONSE"])
+def test_a_failed_drawing_is_retried_once_counted_and_priced(fake_gemini, tmp_path, images, reason):
+    s = make_settings(tmp_path)
+    gen = make_generator(s)
+    fake_gemini.push({"kind": "finish", "reason": reason})
+    ans = gen.generate(view_request("1_face", images), folder="F", view="1_face")
+    assert ans.attempts == 2 and len(fake_gemini.generate_requests) == 2
+    first, second = ledger_lines(s)
+    assert first["outcome"] != "ok" and first["cost_usd"] > 0 and first["thought_tokens"] > 0
+    assert second["outcome"] == "ok"
+    assert gen.ledger.run_cost == pytest.approx(first["cost_usd"] + second["cost_usd"])
+    # twice in a row: the view fails, and says both attempts were billed
+    fake_gemini.push({"kind": "finish", "reason": reason}, {"kind": "finish", "reason": reason})
+    with pytest.raises(GenerationError) as ei:
+        gen.generate(view_request("1_face", images, seed=5), folder="F", view="1_face")
+    assert f"finishReason={reason}" in str(ei.value) and "2 essais" in str(ei.value)
+    assert "facturés" in str(ei.value) and len(fake_gemini.generate_requests) == 4
+
+
+REFUSALS = ["IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "PROHIBITED_CONTENT", "SAFETY", "BLOCKLIST",
+            "SPII", "RECITATION", "IMAGE_RECITATION"]
+
+
+@pytest.mark.parametrize("reason", REFUSALS)
+def test_a_refusal_is_not_retried_and_says_what_in_the_photo_may_cause_it(fake_gemini, tmp_path, images, reason):
+    s = make_settings(tmp_path)
+    fake_gemini.push({"kind": "finish", "reason": reason})
+    with pytest.raises(GenerationError) as ei:
+        make_generator(s).generate(view_request("1_face", images), folder="SI-1 ", view="1_face")
+    msg = str(ei.value)
+    assert len(fake_gemini.generate_requests) == 1
+    assert f"finishReason={reason}" in msg and "C'est un refus" in msg and "Cause probable dans la photo" in msg
+    expected = {"SPII": "étiquette", "BLOCKLIST": "texte lisible", "RECITATION": "image protégée",
+                "IMAGE_RECITATION": "image protégée", "IMAGE_SAFETY": "personne",
+                "SAFETY": "personne", "PROHIBITED_CONTENT": "interdit", "IMAGE_PROHIBITED_CONTENT": "interdit"}
+    assert expected[reason] in msg
+
+
+def test_an_account_restriction_stops_the_run(fake_gemini, tmp_path, images):
+    from catalogue.generation.gemini import RunStopped
+
+    s = make_settings(tmp_path, GEMINI_CONCURRENCY=2)
+    gen = make_generator(s, RateLimiter(2, 6000))
+    fake_gemini.push({"kind": "finish", "reason": "PUP_LIMITED_DISABLED"})
+    with pytest.raises(RunStopped) as ei:
+        gen.generate(view_request("1_face", images), folder="F", view="1_face")
+    assert isinstance(ei.value, BudgetExceeded)         # reported « reporté », exit as for MAX_COST
+    assert "PUP_LIMITED_DISABLED" in str(ei.value) and "AI Studio" in str(ei.value)
+    with pytest.raises(RunStopped):
+        gen.generate(view_request("1_face", images, seed=2), folder="G", view="1_face")
+    assert len(fake_gemini.generate_requests) == 1      # nothing more was paid
+
+
+def test_draft_images_only_fail_and_say_it_was_paid(fake_gemini, tmp_path, images):
+    s = make_settings(tmp_path)
+    fake_gemini.push("thought_only")
+    with pytest.raises(GenerationError) as ei:
+        make_generator(s).generate(view_request("1_face", images), folder="F", view="1_face")
+    (line,) = ledger_lines(s)
+    assert "brouillons" in str(ei.value) and "facturé" in str(ei.value)
+    assert f"{line['cost_usd']:.3f} $" in str(ei.value) and line["cost_usd"] > 0
+
+
+@pytest.mark.parametrize("model,size,image_tokens", [
+    ("gemini-3-pro-image", "1K", 1120), ("gemini-3-pro-image", "2K", 1120), ("gemini-3-pro-image", "4K", 2000),
+    ("gemini-3.1-flash-image", "1K", 1120), ("gemini-3.1-flash-image", "2K", 1680),
+    ("gemini-3.1-flash-image", "4K", 2520),
+])
+def test_cost_as_billed_by_component(fake_gemini, tmp_path, images, model, size, image_tokens):
+    s = make_settings(tmp_path)
+    ans = make_generator(s).generate(view_request("1_face", images, model=model, size=size),
+                                     folder="F", view="1_face")
+    (line,) = ledger_lines(s)
+    rates = {"gemini-3-pro-image": (2.0, 12.0, 120.0), "gemini-3.1-flash-image": (0.5, 3.0, 60.0)}[model]
+    assert line["image_output_tokens"] == image_tokens and line["thought_tokens"] > 0
+    assert line["input_cost_usd"] == pytest.approx(line["input_tokens"] * rates[0] / 1e6, abs=1e-6)
+    assert line["text_output_cost_usd"] == pytest.approx(
+        (line["thought_tokens"] + line["text_output_tokens"]) * rates[1] / 1e6, abs=1e-6)
+    assert line["image_cost_usd"] == pytest.approx(image_tokens * rates[2] / 1e6, abs=1e-6)
+    assert ans.cost_usd == line["cost_usd"] == pytest.approx(
+        line["input_cost_usd"] + line["text_output_cost_usd"] + line["image_cost_usd"], abs=1e-5)
+    # the estimate uses the same table: never below what was billed for this request
+    assert models.estimate_call_cost(model, size, 2) >= ans.cost_usd
+
+
+def test_several_images_in_one_answer_are_all_billed(fake_gemini, tmp_path, images):
+    s = make_settings(tmp_path)
+    fake_gemini.push({"kind": "ok", "images": 2, "text": "Here are two takes."})
+    ans = make_generator(s).generate(view_request("1_face", images), folder="F", view="1_face")
+    (line,) = ledger_lines(s)
+    assert line["images"] == 2 and line["image_output_tokens"] == 2240
+    assert line["image_cost_usd"] == pytest.approx(2 * 0.1344) and line["text_output_tokens"] > 0
+    assert ans.images == 2
+
+
+def test_prices_are_dated_and_sourced_in_one_place():
+    assert models.PRICES_AS_OF and "ai.google.dev" in models.PRICES_SOURCE
+    assert models.image_price("gemini-3-pro-image", "2K") == pytest.approx(0.1344)
+    assert models.image_price("gemini-3-pro-image", "4K") == pytest.approx(0.24)
+    assert models.image_price("gemini-3.1-flash-image", "2K") == pytest.approx(0.1008)
+
+
+def test_timeout_defaults_by_image_size(tmp_path):
+    t = {size: make_settings(tmp_path, IMAGE_SIZE=size).gemini_timeout for size in ("1K", "2K", "4K")}
+    assert t["1K"] < t["2K"] == 180 < t["4K"]
+    assert make_settings(tmp_path, IMAGE_SIZE="4K", GEMINI_TIMEOUT=90).gemini_timeout == 90
+
+
+def test_timeout_is_a_wall_clock_bound(fake_gemini, tmp_path, images):
+    """A server sending one byte a second never trips the SDK's per-read timeout."""
+    s = make_settings(tmp_path, timeout=1.0, max_wait=0.0)
+    fake_gemini.push({"kind": "drip", "interval": 0.2})
+    with pytest.raises(GenerationError) as ei:
+        make_generator(s).generate(view_request("1_face", images), folder="F", view="1_face")
+    (line,) = ledger_lines(s)
+    assert line["outcome"] == "timeout" and line["seconds"] < 1.0 + 0.5
+    assert "GEMINI_TIMEOUT" in str(ei.value) or "GEMINI_MAX_WAIT" in str(ei.value)
+
+
+# --- the fake answers as the real API does ------------------------------------------------------
+
+@pytest.mark.parametrize("model,size,ok", [
+    ("gemini-3-pro-image", "2K", True), ("gemini-3-pro-image", "2k", False),
+    ("gemini-3-pro-image", "512", False), ("gemini-3.1-flash-image", "512", True),
+    ("gemini-3.1-flash-image", "4K", True), ("gemini-3-pro-image", "8K", False),
+])
+def test_fake_validates_image_size_and_draws_the_size_asked(fake_gemini, model, size, ok):
+    import base64
+
+    img = io.BytesIO()
+    Image.new("RGB", (64, 96), (250, 250, 250)).save(img, format="PNG")
+    body = {"contents": [{"role": "user", "parts": [
+        {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(img.getvalue()).decode()}},
+        {"text": "hello"}]}],
+        "generationConfig": {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "3:4", "imageSize": size}}}
+    req = urllib.request.Request(f"{fake_gemini.url}/v1beta/models/{model}:generateContent",
+                                 data=json.dumps(body).encode(), method="POST",
+                                 headers={"x-goog-api-key": KEY, "Content-Type": "application/json"})
+    if not ok:
+        with pytest.raises(urllib.error.HTTPError) as ei:
+            urllib.request.urlopen(req)
+        assert ei.value.code == 400 and json.load(ei.value)["error"]["status"] == "INVALID_ARGUMENT"
+        return
+    with urllib.request.urlopen(req) as resp:
+        answer = json.load(resp)
+    part = answer["candidates"][0]["content"]["parts"][-1]["inlineData"]
+    factor = {"512": 0.5, "1K": 1, "2K": 2, "4K": 4}[size]
+    with Image.open(io.BytesIO(base64.b64decode(part["data"]))) as im:
+        assert im.size == (round(896 * factor), round(1200 * factor))
+    usage = answer["usageMetadata"]
+    assert usage["thoughtsTokenCount"] > 0 and usage["candidatesTokensDetails"][-1]["modality"] == "IMAGE"
+
+
+def test_fake_lists_only_the_methods_it_serves(fake_gemini):
+    req = urllib.request.Request(f"{fake_gemini.url}/v1beta/models/gemini-3-pro-image",
+                                 headers={"x-goog-api-key": KEY})
+    with urllib.request.urlopen(req) as resp:
+        assert json.load(resp)["supportedGenerationMethods"] == ["generateContent"]

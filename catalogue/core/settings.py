@@ -14,7 +14,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from .errors import InputError
-from .models import resolve_model
+from .models import default_timeout, resolve_model
 
 IMAGE_SIZES = ("1K", "2K", "4K")
 GENERATORS = ("gemini", "local")
@@ -33,9 +33,11 @@ class Settings:
     image_size: str                     # "1K" | "2K" | "4K"
     output_size: tuple[int, int] | None  # (w, h) forced; None = the style reference's size
     gemini_concurrency: int
-    gemini_rpm: float
-    gemini_max_wait: float              # seconds of retry waits allowed per view
-    gemini_timeout: float               # seconds per request
+    gemini_rpm: float                   # request starts allowed in any quota window
+    gemini_max_wait: float              # seconds a view may keep retrying after its first failure
+    gemini_timeout: float               # seconds per request, wall clock
+    gemini_spend_per_10min: float | None  # USD allowed in any rolling 10 minutes; None = off
+    gemini_quota_window: float          # seconds of Google's "minute" (60; tests and benchmarks scale it)
     max_cost: float | None              # USD per run; None = no cap
     max_pixels: int                     # larger photos are refused (decompression bombs)
     backend_url: str
@@ -122,6 +124,8 @@ def load_settings(root: Path | str = ".", environ=None, model_override: str | No
         raise InputError("GENERATOR=gemini mais GEMINI_API_KEY est vide : ajoutez la clé dans .env, "
                          "ou GENERATOR=local pour l'aperçu hors ligne.")
     max_cost = _float(env, "MAX_COST", None)
+    spend = _float(env, "GEMINI_SPEND_PER_10MIN", None)
+    image_size = _choice(env, "IMAGE_SIZE", "2k", tuple(s.lower() for s in IMAGE_SIZES)).upper()
     products_map = env.get("PRODUCTS_MAP", "").strip()
     return Settings(
         root=root,
@@ -131,12 +135,14 @@ def load_settings(root: Path | str = ".", environ=None, model_override: str | No
         generator=generator,
         generator_chosen=bool(generator_raw),
         model=resolve_model(model_override or env.get("GEMINI_MODEL", "").strip() or "pro"),
-        image_size=_choice(env, "IMAGE_SIZE", "2k", tuple(s.lower() for s in IMAGE_SIZES)).upper(),
+        image_size=image_size,
         output_size=_size(env, "OUTPUT_SIZE"),
         gemini_concurrency=max(1, _int(env, "GEMINI_CONCURRENCY", 4)),
         gemini_rpm=max(0.1, _float(env, "GEMINI_RPM", 20.0)),
         gemini_max_wait=max(0.0, _float(env, "GEMINI_MAX_WAIT", 600.0)),
-        gemini_timeout=max(1.0, _float(env, "GEMINI_TIMEOUT", 180.0)),
+        gemini_timeout=max(1.0, _float(env, "GEMINI_TIMEOUT", default_timeout(image_size))),
+        gemini_spend_per_10min=spend if spend and spend > 0 else None,
+        gemini_quota_window=max(0.1, _float(env, "GEMINI_QUOTA_WINDOW", 60.0)),
         max_cost=max_cost if max_cost and max_cost > 0 else None,
         max_pixels=_int(env, "MAX_PIXELS", 60_000_000),
         backend_url=(env.get("BACKEND_URL", "").strip() or "http://localhost:3001").rstrip("/"),

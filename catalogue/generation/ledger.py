@@ -24,7 +24,9 @@ from typing import Iterator
 from ..core.errors import BudgetExceeded
 
 FIELDS = ("time", "folder", "view", "model", "image_size", "input_tokens", "output_tokens",
-          "cost_usd", "seconds", "outcome", "request_key")
+          "cost_usd", "seconds", "outcome", "request_key",
+          "thought_tokens", "text_output_tokens", "image_output_tokens", "images",
+          "input_cost_usd", "text_output_cost_usd", "image_cost_usd")
 
 
 def budget_message(spent: float, max_cost: float) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from ..core.errors import PipelineError
+from ..core.errors import BudgetExceeded, PipelineError
 from ..core.paths import errors_log_path
 
 # errno -> (what happened, what to do), in French.
@@ -81,7 +81,8 @@ def run_action(kind: str, where: str, settings, fn, *args):
     try:
         return fn(*args)
     except PipelineError as exc:
-        return failure(exc.message, kind=kind, error=type(exc).__name__)
+        error = "BudgetExceeded" if isinstance(exc, BudgetExceeded) else type(exc).__name__  # a stop, not a failure
+        return failure(exc.message, kind=kind, error=error)
     except OSError as exc:
         message = os_refusal_message(exc)
         if message is None:
