@@ -31,6 +31,8 @@ from .retouches import apply_steps, supersede_colour_check
 # The local renderer reads photos at this multiple of the output's long side: the garment fills
 # more of the output than of the photo, so this keeps full detail without decoding 24 Mpx.
 LOCAL_WORK_SCALE = 1.6
+# How the local renderer's note on a detail view without a logo begins.
+NO_LOGO = "aucun logo repéré"
 
 
 # Long side of what Gemini returns per IMAGE_SIZE: finished views are never larger (a style
@@ -67,7 +69,9 @@ def _render_local(settings: Settings, job: ViewJob, size: tuple[int, int]):
     source = open_image(job.source, max_pixels=settings.max_pixels, what=what, max_side=work_side)
     style = open_image(job.style, max_pixels=settings.max_pixels, what="la référence de style", max_side=1600)
     result = render_view(job.view, source, style, out_size=size)
-    return result.image, {"decoded": {job.source: source, job.style: style}, "generator": "local", "uncertain": result.uncertain, "notes": list(result.notes),
+    # A detail view cut where no logo was found needs a look like any other guess (issue 11 #6).
+    uncertain = result.uncertain or any(note.startswith(NO_LOGO) for note in result.notes)
+    return result.image, {"decoded": {job.source: source, job.style: style}, "generator": "local", "uncertain": uncertain, "notes": list(result.notes),
                           "metrics": result.metrics, "from_cache": False, "cost_usd": 0.0,
                           "input_tokens": 0, "output_tokens": 0}
 
