@@ -9,6 +9,7 @@ import re
 import shutil
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -657,3 +658,44 @@ def test_static_report_opens_in_a_browser_with_actions_disabled(browser, proj):
     assert not (settings.output_dir / "R300010-V05" / "review.json").exists()
     assert errors == []
     page.close()
+
+
+# --- (issue 11 #3) a browser that goes away; the check chips in French ---------------------------------
+
+def test_a_browser_that_disconnects_prints_no_traceback(server, capfd):
+    import socket
+
+    import numpy as np
+    from PIL import Image
+
+    big = server.settings.output_dir / "L100001-V09A" / "1_face.png"  # ~30 MB: more than any socket buffer
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (3000, 3300, 3), dtype=np.uint8)).save(big)
+    request = (f"GET /img/view/L100001-V09A/1_face?full=1 HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+               f"Cookie: catalogue_review_{server.port}={server.app.key}\r\n\r\n").encode()
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(request)
+        sock.recv(1024)   # the answer has started
+        sock.close()      # the tab is closed mid-image
+    deadline = time.monotonic() + 30
+    while server.httpd.disconnects < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.httpd.disconnects == 3
+    status, _ = server.request("GET", "/api/state")
+    assert status == 200  # the page goes on
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "ConnectionResetError" not in err
+
+
+def test_check_chips_say_what_was_measured_against_what_limit(server):
+    _, state = server.request("GET", "/api/state")
+    face = view_of(row(state, "L100001-V09A"), "1_face")
+    chips = {c["name"]: c["chip"] for c in face["checks"]}
+    assert re.fullmatch(r"couleur : écart \d+,\d \(max 7\)", chips["colour"]), chips["colour"]
+    assert re.fullmatch(r"fond #F3F3F3 : écart \d+,\d \(max 2\), \d+ % du bord conforme \(min 85 %\)", chips["border"])
+    assert chips["style_copy"].startswith("copie du style : écart à la référence ")
+    assert "(min 6)" in chips["style_copy"] and " / " not in chips["style_copy"]
+    assert chips["framing"].startswith("cadrage : centre décalé de ")
+    assert all("." not in re.sub(r"#F3F3F3", "", c) for c in chips.values()), chips  # decimal commas
+    assert rows.check_chip("colour", "couleur", 3.21, "ΔE2000 ≤ 8") == "couleur : écart 3,2 (max 8)"

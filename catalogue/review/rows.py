@@ -174,6 +174,22 @@ def _checks(sidecar: dict | None) -> list[dict]:
     return out
 
 
+RETOUCH_STATUS = {"accepted": "appliquée", "applied": "appliquée", "refused": "refusée", "skipped": "non appliquée"}
+
+
+def _retouches(sidecar: dict | None) -> list[dict]:
+    """The view's declared retouches as the last build left them (sidecar `adjustments`)."""
+    out = []
+    for rec in (sidecar or {}).get("adjustments") or []:
+        if not isinstance(rec, dict):
+            continue
+        status = str(rec.get("status") or "")
+        out.append({"step": rec.get("step"), "text": str(rec.get("instruction") or rec.get("fix") or ""),
+                    "status": status, "status_label": RETOUCH_STATUS.get(status, status),
+                    "why": str(rec.get("why") or ""), "cost_usd": float(rec.get("cost_usd") or 0.0)})
+    return out
+
+
 def style_path(settings: Settings, styles: StyleRefs, folder: str, view: str, sidecar: dict | None) -> Path | None:
     """The style reference used for this view: the sidecar's input when it lies in REFS_DIR (a
     sidecar is not trusted with an arbitrary path), else the one the pipeline would choose now."""
@@ -256,7 +272,7 @@ def build_row(settings: Settings, ref: Reference, styles: StyleRefs, shas: ShaCa
             entry.update(cost_usd=round(c, 4), generator=gen, model=model, seed=sidecar.get("seed"),
                          created_at=sidecar.get("created_at"), uncertain=bool(sidecar.get("uncertain")),
                          notes=[str(n) for n in sidecar.get("notes") or []],
-                         qa_verdict=qa.get("verdict"), checks=_checks(sidecar),
+                         qa_verdict=qa.get("verdict"), checks=_checks(sidecar), retouches=_retouches(sidecar),
                          width=sidecar.get("width"), height=sidecar.get("height"))
         elif sha:
             entry.update(checks=[], notes=["fiche de provenance absente ou illisible : régénérez la vue"])

@@ -17,6 +17,8 @@ from doit.cmd_forget import Forget as DoitForget
 from doit.cmd_run import Run
 from doit.control import TaskControl
 
+from ..core.discovery import discover_references
+from ..core.errors import PipelineError
 from ..core.in_flight import paid_calls_in_flight, wait_for_paid_calls
 from ..core.settings import load_settings
 from .doit_config import handle_sigterm
@@ -135,9 +137,6 @@ class Review(HelpOption, Command):
     cmd_options = ()
 
     def execute(self, params, args):
-        from ..core.discovery import discover_references
-        from ..core.errors import PipelineError
-
         handle_sigterm()
         try:
             settings = load_settings(os.getcwd(), model_override=get_var("model"))

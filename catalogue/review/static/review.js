@@ -160,6 +160,9 @@
       passes.length ? h("div", { class: "passes" }, passes.map((c) =>
         h("span", { class: "chk", title: c.message, "data-check": c.name }, c.chip || c.label))) : null,
       (v.notes && v.notes.length) ? h("div", { class: "notes" }, (v.uncertain ? "INCERTAIN : " : "") + v.notes.join(" ; ")) : null,
+      (v.retouches && v.retouches.length) ? h("ul", { class: "retouches" }, v.retouches.map((r) =>
+        h("li", { class: "rt-" + r.status, title: r.why, "data-retouch": r.status },
+          "Retouche " + r.step + " " + r.status_label + " : « " + r.text + " »" + (r.cost_usd ? " · " + money(r.cost_usd) : "")))) : null,
       meta.length ? h("div", { class: "vmeta" }, meta.map((m) => h("span", {}, m))) : null,
       h("div", { class: "view-actions" },
         actionButton("Approuver", null, () => approve(row.folder, v.view), { small: true, disabled: v.state === "approved" || v.state === "uploaded" }),
