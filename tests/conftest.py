@@ -56,7 +56,9 @@ def pg_cluster():
 def shop(pg_cluster, tmp_path):
     pg_cluster.reset()
     backend = ReboulBackend(pg_cluster.url).start()
+    shop = Shop(pg_cluster, backend, tmp_path)
     try:
-        yield Shop(pg_cluster, backend, tmp_path)
+        yield shop
     finally:
         backend.stop()
+        shop.close()

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import requests
+from fakes.reboul_backend import ReboulBackend
 from PIL import Image, ImageDraw, ImageFilter
 
 from catalogue.core.paths import INTENT_FILE, STAMP_FILE
 from catalogue.core.settings import load_settings
-from catalogue.publishing.upload import needs_upload, upload_reference
+from catalogue.publishing.stamp import needs_upload
+from catalogue.publishing.upload import upload_reference
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,7 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 SETTING_NAMES = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GEMINI_MODEL", "GENERATOR",
                  "PHOTOS_DIR", "REFS_DIR", "OUTPUT_DIR", "BACKEND_URL", "BACKEND_TOKEN", "DATABASE_URL",
                  "PRODUCTS_MAP", "IMAGE_SIZE", "OUTPUT_SIZE", "MAX_COST", "UPLOAD_MODE", "ALLOW_LOCAL_UPLOAD",
-                 "GEMINI_CONCURRENCY", "GEMINI_RPM", "GEMINI_MAX_WAIT", "GEMINI_TIMEOUT", "MAX_PIXELS")
+                 "GEMINI_CONCURRENCY", "GEMINI_RPM", "GEMINI_MAX_WAIT", "GEMINI_TIMEOUT", "MAX_PIXELS",
+                 "UPLOAD_MAX_REQUEST_MB")
 
 
 def garment_photo(path: Path, colour=(40, 60, 120), size=(360, 480), background=(236, 232, 226), seed=0,
@@ -169,6 +172,9 @@ class Crash(BaseException):
 
 
 class Shop:
+    """The shop of a test: the database, the backend double (optionally behind its nginx-like
+    front), and a project output folder."""
+
     def __init__(self, pg, backend, root: Path):
         self.pg = pg
         self.backend = backend
@@ -176,6 +182,20 @@ class Shop:
         self.output = root / "output"
         self.output.mkdir()
         self.env = {"GENERATOR": "local", "DATABASE_URL": pg.url, "BACKEND_URL": backend.url}
+        self._started = []
+
+    def restart_backend(self, **options):
+        """Replace the backend double by a new one with these options (`front=True`,
+        `front_max_body=`, `max_file_bytes=`, ...), on the same database."""
+        self.backend.stop()
+        self.backend = ReboulBackend(self.pg.url, **options).start()
+        self._started.append(self.backend)
+        self.env["BACKEND_URL"] = self.backend.url
+        return self.backend
+
+    def close(self) -> None:
+        for backend in self._started:
+            backend.stop()
 
     def settings(self, **env):
         return load_settings(self.root, environ={**self.env, **env})

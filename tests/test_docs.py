@@ -11,20 +11,22 @@ from helpers import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 CODE = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "catalogue").rglob("*.py"))
-ENV_READERS = {"get", "_int", "_float", "_choice", "_size", "_bool", "_path_setting"}
 
 
 def settings_read_by_the_code() -> set[str]:
-    """Every NAME the settings module reads from the environment (env.get("NAME"), _int(env, "NAME"))."""
+    """Every NAME the settings module reads: an upper-case name passed to a call along with the
+    environment (env.get("NAME"), _int(env, "NAME", ...), any reader of that shape)."""
     tree = ast.parse((REPO / "catalogue" / "core" / "settings.py").read_text(encoding="utf-8"))
     names = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            fn = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            if fn in ENV_READERS:
-                for arg in node.args[:2]:
-                    if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and re.fullmatch(r"[A-Z][A-Z0-9_]+", arg.value):
-                        names.add(arg.value)
+        if not isinstance(node, ast.Call):
+            continue
+        env_arg = any(isinstance(a, ast.Name) and a.id in ("env", "environ") for a in node.args) or (
+            isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in ("env", "environ"))
+        if env_arg:
+            names |= {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                      and re.fullmatch(r"[A-Z][A-Z0-9_]+", a.value)}
     return names
 
 

@@ -71,3 +71,57 @@ def test_held_view_waits_for_doit_approve(shop):
     assert "approuvé pour l'envoi" in approve.stdout
     project.doit("upload:L100001-V09A", extra_env=env, check=True)
     assert [i["order"] for i in backend.get_images(ids["L100001-V09A"])[1]] == [0, 1, 2]
+
+
+PROBE = r"""
+import contextlib, io, json, sys
+from doit.doit_cmd import DoitMain
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    code = DoitMain().run(ARGS)
+heavy = ("requests", "psycopg", "PIL", "numpy", "urllib3")
+print(json.dumps({"code": code, "out": out.getvalue(),
+                  "heavy": sorted(m for m in sys.modules if m.split(".")[0] in heavy)}))
+"""
+
+
+def test_doit_upload_with_nothing_to_send_loads_no_heavy_library(shop):
+    """The upload task's uptodate check (stamp.py) runs for every reference on every `doit upload`."""
+    import json
+    import subprocess
+    import sys
+
+    project, backend, ids = shop
+    env = {"ALLOW_LOCAL_UPLOAD": "1"}
+    project.doit(check=True)
+    project.doit("approve", "--all", check=True)  # some local previews are INCERTAIN: a person looked
+    for folder in ids:
+        project.doit(f"upload:{folder}", extra_env=env, check=True)
+    posts = len(backend.calls("POST"))
+    probe = PROBE.replace("ARGS", repr([f"upload:{folder}" for folder in ids]))   # W200300-V01 is unknown: it fails
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=project.root, env={**project.env, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0, result["out"]
+    assert result["heavy"] == []
+    assert len(backend.calls("POST")) == posts == len(ids)
+
+
+def test_malformed_bulk_answer_fails_the_task_in_french_and_the_next_run_reconciles(shop):
+    project, backend, ids = shop
+    env = {"ALLOW_LOCAL_UPLOAD": "1"}
+    pid = ids["L100001-V09A"]
+    project.doit("generate:L100001-V09A", check=True)
+    project.doit("approve:L100001-V09A", check=True)  # a local preview may be INCERTAIN: a person looked
+    backend.fail_next("POST", f"/products/{pid}/images/bulk", mode="no_ids")
+    run = project.doit("upload:L100001-V09A", extra_env=env)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "réponse inattendue" in run.stdout and "prochaine exécution" in run.stdout
+    assert "erreur inattendue" not in run.stdout + run.stderr and "KeyError" not in run.stdout + run.stderr
+    assert not (project.output / "L100001-V09A" / "upload.json").exists()
+
+    again = project.doit("upload:L100001-V09A", extra_env=env, check=True)
+    assert "reprise" in again.stdout
+    assert len(backend.calls("POST")) == 1                 # recognised, not sent again
+    assert [i["order"] for i in backend.get_images(pid)[1]] == [0, 1, 2]

@@ -104,3 +104,21 @@ def test_products_map_ambiguous_and_missing(tmp_path):
         resolve_product_id(settings_for(tmp_path, PRODUCTS_MAP="map.csv"), "REF-001")
     with pytest.raises(UploadError, match="PRODUCTS_MAP introuvable"):
         resolve_product_id(settings_for(tmp_path, PRODUCTS_MAP="absent.csv"), "REF-001")
+
+
+def test_the_double_has_the_shops_required_columns(pg, tmp_path):
+    """products.price and products.category_id are NOT NULL in the shop, category_id -> categories."""
+    pid = pg.add_product("L100001/V09A", category="Vestes")
+    other = pg.add_product("P200002/V01", category="Pantalons", price="89.90")
+    same = pg.add_product("L100003/V09A", category="Vestes")
+    with psycopg.connect(pg.url) as conn:
+        rows = conn.execute("SELECT p.id, p.price::text, c.name, c.slug FROM products p "
+                            "JOIN categories c ON c.id = p.category_id ORDER BY p.id").fetchall()
+        assert rows == [(pid, "120.00", "Vestes", "vestes"), (other, "89.90", "Pantalons", "pantalons"),
+                        (same, "120.00", "Vestes", "vestes")]
+        for sql in ("INSERT INTO products (name, reference, category_id) VALUES ('x', 'NO-PRICE', 1)",
+                    "INSERT INTO products (name, reference, price) VALUES ('x', 'NO-CAT', 10)",
+                    "INSERT INTO products (name, reference, price, category_id) VALUES ('x', 'BAD-CAT', 10, 999)"):
+            with pytest.raises(psycopg.errors.IntegrityError), conn.transaction():
+                conn.execute(sql)
+    assert resolve_product_id(settings_for(tmp_path, DATABASE_URL=pg.url), "P200002-V01") == (other, "P200002/V01")

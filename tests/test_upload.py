@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import socket
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -338,11 +340,11 @@ def test_get_retried_then_slow_answer_times_out(shop, monkeypatch):
 
 # --- size limits ----------------------------------------------------------------------------
 
-def big_png(target: int, *, noise: float, compress_level: int) -> bytes:
+def big_png(target: int, *, noise: float, compress_level: int, seed: int = 1) -> bytes:
     """A PNG just over `target` bytes: a gradient with `noise` (a stand-in for fabric texture)."""
     side = 400 if compress_level else int((target / 3) ** 0.5) + 2
     while True:
-        rng = np.random.default_rng(1)
+        rng = np.random.default_rng(seed)
         yy, xx = np.mgrid[0:side, 0:side]
         base = np.stack([xx * 255 / side, yy * 255 / side, (xx + yy) * 127 / side], -1)
         arr = np.clip(base + rng.normal(0, noise, base.shape), 0, 255).astype(np.uint8)
@@ -358,6 +360,38 @@ def psnr(a: bytes, b: bytes) -> float:
         assert x.size == y.size
         mse = np.mean((np.asarray(x.convert("RGB"), dtype=np.float64) - np.asarray(y.convert("RGB"), dtype=np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+
+
+def png_of_exactly(size: int) -> bytes:
+    """A valid PNG of exactly `size` bytes: a textured gradient stored uncompressed, padded with a
+    tEXt chunk before IEND."""
+    w = 1024
+    h = (size - 64 * 1024) // (3 * w + 1)
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (w + h)], -1)
+    arr = np.clip(base + rng.normal(0, 2.0, base.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=0)
+    data = buf.getvalue()
+    text = b"Comment\x00" + b"p" * (size - len(data) - 12 - 8)
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+    out = data[:-12] + chunk + data[-12:]
+    assert len(out) == size
+    return out
+
+
+def test_view_of_exactly_10_mib_is_reencoded_before_sending(shop):
+    """The shop's multer refuses a file of exactly 10 MiB (10,485,759 bytes at most)."""
+    pid = shop.pg.add_product("L100001/V09A")
+    exact = png_of_exactly(10 * 1024 * 1024)
+    write_view(shop.output, "L100001-V09A", "1_face", exact)
+    shop.upload("L100001-V09A")
+    [post] = shop.posts()
+    assert post.status == 201 and post.files[0]["size"] <= 10_485_759
+    [img] = shop.images(pid)
+    assert psnr(exact, shop.backend.file_bytes(img)) == float("inf")          # same pixels
+    assert shop.stamp("L100001-V09A")["images"][0]["reencoded"] == "png-optimize"
 
 
 def test_view_over_10mb_is_reencoded_to_fit(shop):
@@ -486,12 +520,6 @@ def test_double_contract(shop):
                                                  "error": "Not Found"}
     r = requests.post(f"{url}/products/{pid}/images/bulk", data={"orders": "0"}, timeout=5)
     assert r.status_code == 400 and r.json()["message"] == "At least one image file is required"
-    r = requests.post(f"{url}/products/{pid}/images/bulk",
-                      files=[("files", (f"{i}.png", b"x", "image/png")) for i in range(8)], timeout=5)
-    assert r.status_code == 400 and r.json()["message"] == "You can upload up to 7 images at once"
-    r = requests.post(f"{url}/products/{pid}/images/bulk",
-                      files=[("files", ("big.png", b"x" * (10 * 1024 * 1024 + 1), "image/png"))], timeout=10)
-    assert r.status_code == 400 and r.json()["message"] == "File big.png exceeds the 10MB size limit"
     # orders and alts as form fields; bytes intact; camelCase answer
     data = view_png(1) + b"\r\n--x\r\n"
     r = requests.post(f"{url}/products/{pid}/images/bulk", data={"orders": ["3", "1"], "alts": ["a", "b"]},
@@ -504,8 +532,10 @@ def test_double_contract(shop):
     assert a["url"] == f"https://res.cloudinary.com/demo/image/upload/v1/{a['publicId']}.png"
     assert shop.backend.file_bytes(a) == data and shop.backend.file_bytes(b) == b"\r\n"
     assert [i["id"] for i in requests.get(f"{url}/products/{pid}/images", timeout=5).json()] == [b["id"], a["id"]]
-    # GET /products/:id is cached: stale right after a delete
-    assert len(requests.get(f"{url}/products/{pid}", timeout=5).json()["images"]) == 2
+    # GET /products/:id is cached: stale right after a delete; it carries price and category
+    product = requests.get(f"{url}/products/{pid}", timeout=5).json()
+    assert len(product["images"]) == 2 and product["price"] == "120.00"
+    assert product["category"]["name"] == "Sans catégorie"
     assert requests.delete(f"{url}/products/{pid}/images/{a['id']}", timeout=5).status_code == 204
     r = requests.delete(f"{url}/products/{pid}/images/{a['id']}", timeout=5)
     assert r.status_code == 404 and r.json()["message"] == f"Image with ID {a['id']} not found"
@@ -515,6 +545,85 @@ def test_double_contract(shop):
     assert len(requests.get(f"{url}/products/{pid}", timeout=5).json()["images"]) == 1
     r = requests.patch(f"{url}/products/{pid}/images/{b['id']}/order", json={"order": 0}, timeout=5)
     assert r.status_code == 200 and r.json()["order"] == 0
+
+
+def post_files(shop, pid, files, params=None, data=None):
+    return requests.post(f"{shop.backend.url}/products/{pid}/images/bulk", params=params, data=data,
+                         files=files, timeout=30)
+
+
+def test_double_refusals_of_multer_store_nothing(shop):
+    """The shop's multer: 10,485,760 bytes is already too large (413), an 8th file is an unexpected
+    field, a part that is not an image type is refused; nothing of such a request is stored."""
+    pid = shop.pg.add_product("L100001/V09A")
+    largest = b"\x89PNG\r\n\x1a\n" + b"x" * (10 * 1024 * 1024 - 1 - 8)
+    r = post_files(shop, pid, [("files", ("ok.png", b"\x89PNG\r\n\x1a\n", "image/png")),
+                               ("files", ("big.png", largest + b"x", "image/png"))], {"orders": "0,1"})
+    assert r.status_code == 413
+    assert r.json() == {"statusCode": 413, "message": "File too large", "error": "Payload Too Large"}
+    r = post_files(shop, pid, [("files", (f"{i}.png", b"x", "image/png")) for i in range(8)])
+    assert r.status_code == 400 and r.json() == {"statusCode": 400, "message": "Unexpected field - files",
+                                                 "error": "Bad Request"}
+    r = post_files(shop, pid, [("files", ("a.png", b"x", "image/png")), ("files", ("a.txt", b"x", "text/plain"))])
+    assert r.status_code == 400 and r.json()["message"] == "Only image files are allowed!"
+    r = post_files(shop, pid, [("images", ("a.png", b"x", "image/png"))])
+    assert r.status_code == 400 and r.json()["message"] == "Unexpected field - images"
+    assert shop.images(pid) == [] and shop.backend.cloudinary == {}
+    r = post_files(shop, pid, [("files", ("largest.png", largest, "image/png"))], {"orders": "0"})
+    assert r.status_code == 201 and len(shop.backend.file_bytes(r.json()[0])) == 10_485_759
+
+
+def test_double_orders_as_the_shop_reads_them(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    shop.seed_images(pid, 2)                                     # orders 0 and 1
+    files = [("files", (f"{i}.png", view_png(i), "image/png")) for i in range(3)]
+    r = post_files(shop, pid, files)                             # no orders: after the highest
+    assert r.status_code == 201 and [i["order"] for i in r.json()] == [2, 3, 4]
+    r = post_files(shop, pid, files, {"orders": "0,,7"})          # an empty one: after the highest too
+    assert [i["order"] for i in r.json()] == [0, 5, 7]
+    before = len(shop.images(pid))
+    r = post_files(shop, pid, files, {"orders": "0,x,2"})         # not numeric: 500 at that file
+    assert r.status_code == 500 and r.json() == {"statusCode": 500, "message": "Internal server error"}
+    assert len(shop.images(pid)) == before + 1                   # the file before it was kept
+
+
+def test_double_cloudinary_failures(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 1)
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", mode="cloudinary", fail_after_files=1,
+                           message="Server returned unexpected status code - 502")
+    r = post_files(shop, pid, [("files", (f"{i}.png", view_png(i), "image/png")) for i in range(3)],
+                   {"orders": "0,1,2"})
+    assert r.status_code == 500 and r.json() == {
+        "statusCode": 500, "message": "Cloudinary upload failed: Server returned unexpected status code - 502",
+        "error": "Internal Server Error"}
+    assert len(shop.images(pid)) == 2                            # the first file of the bulk was kept
+    shop.backend.fail_next("DELETE", "/products/*/images/*", mode="cloudinary")
+    r = requests.delete(f"{shop.backend.url}/products/999/images/{old[0]['id']}", timeout=5)
+    assert r.status_code == 500 and r.json()["message"].startswith("Cloudinary delete failed: ")
+    assert old[0]["id"] in [i["id"] for i in shop.images(pid)]   # the row was kept
+    r = requests.delete(f"{shop.backend.url}/products/999/images/{old[0]['id']}", timeout=5)
+    assert r.status_code == 204                                  # productId is not checked
+
+
+def test_double_front_body_limit_and_rate(shop):
+    """The production front: nginx's own 413 page over 20 MiB, its 503 page past 10 r/s burst 20."""
+    backend = shop.restart_backend(front=True)
+    now = [1000.0]
+    backend.clock = lambda: now[0]                               # a frozen clock: nothing drains
+    pid = shop.pg.add_product("L100001/V09A")
+    r = post_files(shop, pid, [("files", ("a.png", b"x" * (10 * 1024 * 1024 - 1), "image/png")),
+                               ("files", ("b.png", b"x" * (10 * 1024 * 1024 - 1), "image/png"))])
+    assert r.status_code == 413 and r.headers["Content-Type"] == "text/html"
+    assert "<title>413 Request Entity Too Large</title>" in r.text and "nginx" in r.text
+    assert backend.calls("POST")[-1].by_front and shop.images(pid) == []      # the 413 is not counted
+    statuses = [requests.get(f"{backend.url}/products/{pid}/images", timeout=5).status_code for _ in range(22)]
+    assert statuses == [200] * 20 + [503] * 2                    # 1 + burst 20 accepted
+    r = requests.get(f"{backend.url}/products/{pid}/images", timeout=5)
+    assert r.status_code == 503 and "503 Service Temporarily Unavailable" in r.text
+    now[0] += 0.5                                                # half a second at 10 r/s: 5 more
+    statuses = [requests.get(f"{backend.url}/products/{pid}/images", timeout=5).status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [503]
 
 
 def test_double_checks_the_token(pg_cluster):
@@ -556,3 +665,265 @@ def test_a_view_the_reference_no_longer_has_is_not_sent(shop):
     write_views(shop.output, "L100001-V09A")  # 2_back.png is left over from a removed back photo
     upload_reference(shop.settings(), "L100001-V09A", ("1_face", "3_detail_logo"))
     assert [i["order"] for i in shop.images(pid)] == [0, 2]
+
+
+# --- the shop's real answers (issue 14) ------------------------------------------------------
+
+def test_backend_413_file_too_large_is_explained(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 2)
+    shop.restart_backend(max_file_bytes=5_000)              # a backend whose limit is lower than ours
+    files = write_views(shop.output, "L100001-V09A")        # ~9 kB each
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    msg = exc.value.message
+    assert "413" in msg and "trop lourd" in msg and "rien n'a été enregistré" in msg
+    assert "prochaine exécution" in msg and "KeyError" not in msg
+    assert [i["id"] for i in shop.images(pid)] == [i["id"] for i in old] and shop.backend.calls("DELETE") == []
+    shop.restart_backend()
+    shop.upload("L100001-V09A")
+    assert_exactly(shop, pid, files)
+
+
+def test_more_files_than_the_backend_takes_is_explained(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    shop.restart_backend(max_files=2)
+    write_views(shop.output, "L100001-V09A")
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    msg = exc.value.message
+    assert "Unexpected field - files" in msg and "fichiers" in msg and "rien n'a été enregistré" in msg
+    assert "prochaine exécution" in msg
+    assert shop.images(pid) == []
+
+
+def test_part_type_refused_is_explained(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", status=400,
+                           message="Only image files are allowed!")
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    msg = exc.value.message
+    assert "Only image files are allowed!" in msg and "type" in msg and "rien n'a été enregistré" in msg
+    assert "prochaine exécution" in msg
+
+
+def test_cloudinary_failure_mid_bulk_is_explained_and_completed(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 2)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", mode="cloudinary", fail_after_files=1,
+                           message="Request Timeout")
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    msg = exc.value.message
+    assert "Cloudinary upload failed: Request Timeout" in msg and "gardé" in msg
+    assert "prochaine exécution" in msg and "n'enverra que" in msg
+    assert len(shop.images(pid)) == 3
+    shop.backend.clear_log()
+    out = shop.upload("L100001-V09A")
+    [post] = shop.posts()
+    assert post.query["orders"] == ["1,2"] and sorted(out.deleted) == [i["id"] for i in old]
+    assert_exactly(shop, pid, files)
+
+
+def test_cloudinary_failure_on_delete_is_explained_and_finished(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 1)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("DELETE", "/products/*/images/*", mode="cloudinary", message="Request Timeout")
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    msg = exc.value.message
+    assert "Cloudinary delete failed: Request Timeout" in msg and f"{old[0]['id']}" in msg
+    assert "nouvelles images sont en ligne" in msg and "prochaine exécution supprimera" in msg
+    assert old[0]["id"] in [i["id"] for i in shop.images(pid)]
+    out = shop.upload("L100001-V09A")
+    assert out.deleted == [old[0]["id"]] and out.uploaded == []
+    assert_exactly(shop, pid, files)
+
+
+def test_orders_that_never_arrive_are_put_right(shop):
+    """A bulk whose orders are lost: the shop puts the images after its highest order; the read-back
+    sees it and sets each image's order (PATCH)."""
+    pid = shop.pg.add_product("L100001/V09A")
+    shop.seed_images(pid, 2)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", mode="ignore_orders")
+    shop.upload("L100001-V09A")
+    assert len(shop.backend.calls("PATCH")) == 3
+    imgs = assert_exactly(shop, pid, files)
+    assert [i["image_id"] for i in shop.stamp("L100001-V09A")["images"]] == [i["id"] for i in imgs]
+
+
+# --- the production front --------------------------------------------------------------------
+
+def noisy_view(seed: int, side: int = 130) -> bytes:
+    return view_png(seed, size=(side, side))          # random pixels: ~50 kB, does not compress
+
+
+def test_views_over_the_request_limit_go_in_several_bulks(shop):
+    limit = 120_000
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 2)
+    shop.restart_backend(front_max_body=limit)
+    files = {v: write_view(shop.output, "L100001-V09A", v, noisy_view(i)) for i, v in enumerate(VIEWS)}
+    assert sum(map(len, files.values())) > limit
+    out = shop.upload("L100001-V09A", UPLOAD_MAX_REQUEST_MB=str(limit / 1024 / 1024))
+    posts = shop.posts()
+    assert [p.query["orders"] for p in posts] == [["0,1"], ["2"]]
+    assert all(p.status == 201 and p.body_size <= limit for p in posts)
+    assert out.uploaded == list(VIEWS) and sorted(out.deleted) == [i["id"] for i in old]
+    assert_exactly(shop, pid, files)
+    assert not shop.needs("L100001-V09A", UPLOAD_MAX_REQUEST_MB=str(limit / 1024 / 1024))
+
+
+@pytest.mark.parametrize("mode", ["cloudinary", "drop_after"])
+def test_second_bulk_fails_and_the_next_run_resumes(shop, mode):
+    limit = 120_000
+    env = {"UPLOAD_MAX_REQUEST_MB": str(limit / 1024 / 1024)}
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 2)
+    shop.restart_backend(front_max_body=limit)
+    files = {v: write_view(shop.output, "L100001-V09A", v, noisy_view(i)) for i, v in enumerate(VIEWS)}
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", mode=mode, skip=1)
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A", **env)
+    assert "prochaine exécution" in exc.value.message
+    assert shop.backend.calls("DELETE") == []                # the old images stay until all new are there
+    assert {i["id"] for i in old} <= {i["id"] for i in shop.images(pid)}
+    assert shop.needs("L100001-V09A", **env)
+    shop.backend.clear_log()
+
+    out = shop.upload("L100001-V09A", **env)
+    assert [p.query["orders"] for p in shop.posts()] == ([["2"]] if mode == "cloudinary" else [])
+    assert sorted(out.deleted) == [i["id"] for i in old]
+    assert_exactly(shop, pid, files)
+    assert len(shop.backend.cloudinary) == 3                 # nothing uploaded twice
+    assert not shop.needs("L100001-V09A", **env)
+
+
+def test_three_large_views_through_the_production_front(shop):
+    """Three views of ~8 MB (a 4K PNG each): one bulk would get nginx's 413; the default 20 MB
+    request setting splits them."""
+    pid = shop.pg.add_product("L100001/V09A")
+    shop.restart_backend(front=True)
+    files = {v: write_view(shop.output, "L100001-V09A", v, big_png(8 * 1024 * 1024, noise=2.0, compress_level=0,
+                                                                   seed=i))
+             for i, v in enumerate(VIEWS)}
+    shop.upload("L100001-V09A")
+    posts = shop.posts()
+    assert len(posts) == 2 and all(p.status == 201 and p.body_size <= 20 * 1024 * 1024 for p in posts)
+    assert_exactly(shop, pid, files)
+
+
+def test_many_references_stay_under_the_front_rate(shop):
+    refs = [f"L10000{i}/V09A" for i in range(6)]
+    pids = {ref: shop.pg.add_product(ref) for ref in refs}
+    for pid in pids.values():
+        shop.seed_images(pid, 2)                             # on a backend without the front
+    shop.restart_backend(front=True)
+    for i, ref in enumerate(refs):
+        folder = ref.replace("/", "-")
+        files = write_views(shop.output, folder, seed=i)
+        shop.upload(folder)
+        imgs = shop.backend.get_images(pids[ref])[1]
+        assert [img["order"] for img in imgs] == [0, 1, 2]
+        assert image_bytes(shop.backend, imgs) == list(files.values())
+    assert len(shop.backend.requests) >= 30
+    assert [r.status for r in shop.backend.requests if r.by_front] == []
+
+
+def test_front_503_on_get_and_delete_is_retried(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    shop.seed_images(pid, 1)
+    shop.restart_backend(front=True)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("GET", f"/products/{pid}/images", status=503, mode="front")
+    shop.backend.fail_next("DELETE", f"/products/{pid}/images/*", status=503, mode="front")
+    shop.upload("L100001-V09A")
+    assert [r.status for r in shop.backend.calls("GET")][:2] == [503, 200]
+    assert [r.status for r in shop.backend.calls("DELETE")] == [503, 204]
+    assert_exactly(shop, pid, files)
+
+
+def test_front_503_on_the_bulk_is_explained(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    shop.restart_backend(front=True)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", status=503, mode="front")
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    msg = exc.value.message
+    assert "503" in msg and "frontal" in msg and "rien n'a été enregistré" in msg and "prochaine exécution" in msg
+    shop.upload("L100001-V09A")
+    assert_exactly(shop, pid, files)
+
+
+def test_front_413_names_the_setting(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    shop.restart_backend(front_max_body=60_000)
+    write_views(shop.output, "L100001-V09A", views=("1_face",))
+    write_view(shop.output, "L100001-V09A", "1_face", noisy_view(1, side=160))     # ~77 kB
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")                          # UPLOAD_MAX_REQUEST_MB left at 20
+    msg = exc.value.message
+    assert "413" in msg and "frontal" in msg and "UPLOAD_MAX_REQUEST_MB" in msg and "rien n'a été enregistré" in msg
+    assert shop.images(pid) == []
+
+
+def test_request_setting_too_small_for_a_view_is_refused_before_sending(shop):
+    shop.pg.add_product("L100001/V09A")
+    write_view(shop.output, "L100001-V09A", "1_face", noisy_view(1))
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A", UPLOAD_MAX_REQUEST_MB="0.01")
+    assert "UPLOAD_MAX_REQUEST_MB" in exc.value.message and "Rien n'a été envoyé" in exc.value.message
+    assert shop.backend.requests == []
+
+
+# --- the read-back is the truth ----------------------------------------------------------------
+
+def test_backend_storing_each_file_twice_leaves_one_image_per_view(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 2)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", mode="duplicate")
+    out = shop.upload("L100001-V09A")
+    imgs = assert_exactly(shop, pid, files)
+    assert len(out.deleted) == 5 and {i["id"] for i in old} <= set(out.deleted)
+    assert [i["image_id"] for i in shop.stamp("L100001-V09A")["images"]] == [i["id"] for i in imgs]
+    assert len(shop.backend.cloudinary) == 3
+
+
+@pytest.mark.parametrize("mode", ["same_id", "no_ids"])
+def test_malformed_bulk_answer_is_an_error_reconciled_by_the_next_run(shop, mode):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 2)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("POST", f"/products/{pid}/images/bulk", mode=mode)
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    msg = exc.value.message
+    assert "réponse inattendue" in msg and "prochaine exécution" in msg
+    assert shop.backend.calls("DELETE") == [] and not (shop.output / "L100001-V09A" / "upload.json").exists()
+    shop.backend.clear_log()
+    out = shop.upload("L100001-V09A")
+    assert shop.posts() == [] and out.uploaded == [] and sorted(out.deleted) == [i["id"] for i in old]
+    imgs = assert_exactly(shop, pid, files)
+    assert [i["image_id"] for i in shop.stamp("L100001-V09A")["images"]] == [i["id"] for i in imgs]
+
+
+def test_readback_failing_after_the_bulk_is_finished_by_the_next_run(shop):
+    pid = shop.pg.add_product("L100001/V09A")
+    old = shop.seed_images(pid, 1)
+    files = write_views(shop.output, "L100001-V09A")
+    shop.backend.fail_next("GET", f"/products/{pid}/images", status=500, skip=1)   # the read-back
+    with pytest.raises(UploadError) as exc:
+        shop.upload("L100001-V09A")
+    assert "reçu mais pas relu" in exc.value.message and "prochaine exécution" in exc.value.message
+    assert shop.backend.calls("DELETE") == []
+    shop.backend.clear_log()
+    out = shop.upload("L100001-V09A")
+    assert shop.posts() == [] and out.deleted == [old[0]["id"]]
+    assert_exactly(shop, pid, files)

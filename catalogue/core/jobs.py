@@ -23,6 +23,7 @@ class ViewJob:
     config: dict             # the settings that shape this output (also doit's config_changed)
     steps: tuple = ()        # declared retouches (generation.retouch_steps.PlannedStep), applied after generation
     step_inputs: tuple = ()  # ((role, path), ...): the steps' reference images
+    extra_inputs: tuple = ()  # ((role, path), ...): e.g. the local detail's photo and face style reference
 
     @property
     def base_inputs(self) -> dict[str, Path]:
@@ -35,4 +36,4 @@ class ViewJob:
     @property
     def inputs(self) -> dict[str, Path]:
         """Every input file of the view (file_dep, sidecar digest): base images + steps' references."""
-        return {**self.base_inputs, **dict(self.step_inputs)}
+        return {**self.base_inputs, **dict(self.extra_inputs), **dict(self.step_inputs)}

@@ -51,6 +51,7 @@ class Settings:
     backend_url: str
     upload_mode: str
     allow_local_upload: bool
+    upload_max_request_bytes: int       # body of one bulk request (the production front: nginx 20M)
     products_map: Path | None
     review_port: int                    # `doit review` listens on 127.0.0.1:<port>
     warnings: tuple[str, ...] = ()      # French: `.env` typos, malformed lines, unknown model (run's first lines)
@@ -106,6 +107,15 @@ def _size(env, name):
         return (w, h)
     except ValueError:
         raise InputError(f"Réglage {name} invalide : « {raw} » ; format attendu LARGEURxHAUTEUR, ex. 1600x2000.")
+
+
+def _request_bytes(env, name, default_mb):
+    """Megabytes as nginx counts them (`client_max_body_size 20M` = 20 x 1024 x 1024 bytes)."""
+    mb = _float(env, name, default_mb)
+    if mb <= 0:
+        raise InputError(f"Réglage {name} invalide : « {mb} » ; une taille en Mo plus grande que 0 est attendue "
+                         f"(20 pour le frontal nginx de la boutique).")
+    return int(mb * 1024 * 1024)
 
 
 def _path(root: Path, raw: str) -> Path:
@@ -193,6 +203,7 @@ def load_settings(root: Path | str = ".", environ=None, model_override: str | No
         backend_url=(env.get("BACKEND_URL", "").strip() or "http://localhost:3001").rstrip("/"),
         upload_mode=_choice(env, "UPLOAD_MODE", "replace", UPLOAD_MODES),
         allow_local_upload=env.get("ALLOW_LOCAL_UPLOAD", "").strip().lower() in ("1", "true", "yes", "oui"),
+        upload_max_request_bytes=_request_bytes(env, "UPLOAD_MAX_REQUEST_MB", 20.0),
         products_map=_path(root, products_map) if products_map else None,
         review_port=_int(env, "REVIEW_PORT", 8765),
         gemini_api_key=key,

@@ -5,6 +5,6 @@ what they version: `generation.prompts.PROMPT_VERSION`, `generation.retouch_step
 """
 
 # generation/local_renderer.py (and the imaging it uses): bump when a rendered view changes.
-LOCAL_RENDERER_VERSION = "2"
+LOCAL_RENDERER_VERSION = "3"
 # imaging/finishing.py: bump when the finishing of a generator's answer changes.
 FINISHING_VERSION = "1"

@@ -23,7 +23,7 @@ from ..core.views import VIEW_NAMES, VIEWS_BY_NAME
 from ..imaging.checks import check_view
 from ..imaging.decode import open_image, save_png_atomic
 from .gemini import ImageRequest, nearest_aspect_ratio, prepare_image
-from .local_renderer import render_view
+from .local_renderer import FacePhoto, render_view
 from .paid_call import paid_image
 from .prompts import instruction_for
 from .retouches import apply_steps, supersede_colour_check
@@ -31,8 +31,6 @@ from .retouches import apply_steps, supersede_colour_check
 # The local renderer reads photos at this multiple of the output's long side: the garment fills
 # more of the output than of the photo, so this keeps full detail without decoding 24 Mpx.
 LOCAL_WORK_SCALE = 1.6
-# How the local renderer's note on a detail view without a logo begins.
-NO_LOGO = "aucun logo repéré"
 
 
 # Long side of what Gemini returns per IMAGE_SIZE: finished views are never larger (a style
@@ -65,15 +63,27 @@ def _style_size(settings: Settings, style: Path) -> tuple[int, int]:
 def _render_local(settings: Settings, job: ViewJob, size: tuple[int, int]):
     upstream = VIEWS_BY_NAME[job.view].source
     what = f"la vue {upstream}" if upstream in VIEW_NAMES else "la photo"
-    work_side = max(1200, int(LOCAL_WORK_SCALE * max(size)))
-    source = open_image(job.source, max_pixels=settings.max_pixels, what=what, max_side=work_side)
+    source = open_image(job.source, max_pixels=settings.max_pixels, what=what, max_side=_work_side(size))
     style = open_image(job.style, max_pixels=settings.max_pixels, what="la référence de style", max_side=1600)
-    result = render_view(job.view, source, style, out_size=size)
-    # A detail view cut where no logo was found needs a look like any other guess (issue 11 #6).
-    uncertain = result.uncertain or any(note.startswith(NO_LOGO) for note in result.notes)
-    return result.image, {"decoded": {job.source: source, job.style: style}, "generator": "local", "uncertain": uncertain, "notes": list(result.notes),
+    extra = dict(job.extra_inputs)
+    photo = None
+    if "photo" in extra:  # the detail: the front photo decoded as for 1_face, and at full resolution
+        face_style = open_image(extra["face_style"], max_pixels=settings.max_pixels, what="la référence de style",
+                                max_side=1600)
+        work = open_image(extra["photo"], max_pixels=settings.max_pixels,
+                          max_side=_work_side(output_size(settings, extra["face_style"])))
+        full = open_image(extra["photo"], max_pixels=settings.max_pixels)
+        photo = FacePhoto(work=work, full=full, face_style=face_style)
+    result = render_view(job.view, source, style, out_size=size, photo=photo)
+    return result.image, {"decoded": {job.source: source, job.style: style}, "generator": "local",
+                          "uncertain": result.uncertain, "notes": list(result.notes),
                           "metrics": result.metrics, "from_cache": False, "cost_usd": 0.0,
                           "input_tokens": 0, "output_tokens": 0}
+
+
+def _work_side(size: tuple[int, int]) -> int:
+    """The long side the local renderer reads a photo at for a view of `size`."""
+    return max(1200, int(LOCAL_WORK_SCALE * max(size)))
 
 
 def _generate_gemini(settings: Settings, job: ViewJob, size: tuple[int, int]):

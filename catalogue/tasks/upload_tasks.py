@@ -23,7 +23,7 @@ def _upload(settings: Settings, folder: str, views: tuple[str, ...]):
 def _upload_current(settings: Settings, folder: str, views: tuple[str, ...]):
     """doit uptodate: True when the stamp matches every finished view (nothing to send)."""
     def check(task, values):
-        from ..publishing.upload import needs_upload
+        from ..publishing.stamp import needs_upload  # light: no requests, psycopg or PIL
 
         return not needs_upload(settings, folder, views)
     return check

@@ -68,7 +68,12 @@ def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, sty
     planned = steps.steps if steps is not None else ()
     if planned:  # declared retouches are inputs of the view: their content is in its config
         config = {**config, **steps_config(planned)}
-    job = ViewJob(folder=ref.folder, view=view.name, source=_source_path(settings, ref, view),
+    extra = ()
+    if kw["generator"] == "local" and view.source in VIEWS_BY_NAME and styles.for_view(view.source, ref.folder):
+        # The local detail is cut from the front photo itself, through the face's placement.
+        extra = (("photo", ref.photos[VIEWS_BY_NAME[view.source].source]),
+                 ("face_style", styles.for_view(view.source, ref.folder)))
+    job = ViewJob(folder=ref.folder, view=view.name, source=_source_path(settings, ref, view), extra_inputs=extra,
                   style=style, output=view_path(settings, ref.folder, view.name),
                   anchor=view_path(settings, ref.folder, view.anchor) if anchored else None, config=config,
                   steps=planned, step_inputs=tuple(steps.inputs.items()) if planned else ())

@@ -1,4 +1,8 @@
-"""A throwaway PostgreSQL cluster for tests and `scripts/local_shop.py`, with the shop's two tables.
+"""A throwaway PostgreSQL cluster for tests and `scripts/local_shop.py`, with the shop's tables.
+
+`categories`, `products` and `images` with the columns of the shop's TypeORM entities that the
+pipeline or a realistic insert needs (`products.price` and `products.category_id` are NOT NULL, as in
+the shop): `add_product(reference, category="Vestes")` creates the category on first use.
 
 Where the server comes from, first found wins:
 
@@ -20,6 +24,7 @@ import atexit
 import glob
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -27,16 +32,29 @@ import subprocess
 import tempfile
 import threading
 import time
+import unicodedata
 from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS categories (
+    id          serial PRIMARY KEY,
+    name        varchar(255) NOT NULL,
+    slug        varchar(255) NOT NULL UNIQUE,
+    description text,
+    created_at  timestamp NOT NULL DEFAULT now(),
+    updated_at  timestamp NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS products (
     id          serial PRIMARY KEY,
-    name        varchar(255) NOT NULL DEFAULT '',
-    reference   varchar(100) UNIQUE
+    name        varchar(255) NOT NULL,
+    reference   varchar(100) UNIQUE,
+    description text,
+    price       decimal(10,2) NOT NULL,
+    category_id integer NOT NULL REFERENCES categories(id),
+    is_published boolean NOT NULL DEFAULT true
 );
 CREATE TABLE IF NOT EXISTS images (
     id          serial PRIMARY KEY,
@@ -48,6 +66,15 @@ CREATE TABLE IF NOT EXISTS images (
     created_at  timestamp NOT NULL DEFAULT now()
 );
 """
+
+
+DEFAULT_CATEGORY = "Sans catégorie"     # products created without a category (the column is NOT NULL)
+
+
+def slugify(name: str) -> str:
+    """« Vestes » -> `vestes`, « T-shirts & polos » -> `t-shirts-polos` (the shop's slugs)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-") or "categorie"
 
 
 class PostgresUnavailable(RuntimeError):
@@ -256,18 +283,32 @@ class PostgresCluster:
             conn.execute(SCHEMA)
 
     def reset(self) -> None:
-        """Empty both tables and restart their ids at 1 (a fresh shop for each test)."""
+        """Empty the tables and restart their ids at 1 (a fresh shop for each test)."""
         with self.connect() as conn:
-            conn.execute("TRUNCATE images, products RESTART IDENTITY CASCADE")
+            conn.execute("TRUNCATE images, products, categories RESTART IDENTITY CASCADE")
 
-    def add_product(self, reference: str | None, name: str = "", product_id: int | None = None) -> int:
+    def add_category(self, name: str, slug: str | None = None) -> int:
+        """The id of the category `name` (slug derived from it unless given), created on first use."""
+        slug = slug or slugify(name)
+        with self.connect() as conn:
+            row = conn.execute("SELECT id FROM categories WHERE slug = %s", (slug,)).fetchone()
+            if row is None:
+                row = conn.execute("INSERT INTO categories (name, slug) VALUES (%s, %s) RETURNING id",
+                                   (name, slug)).fetchone()
+            return row[0]
+
+    def add_product(self, reference: str | None, name: str = "", product_id: int | None = None, *,
+                    category: str = DEFAULT_CATEGORY, price: str = "120.00") -> int:
+        """A product as the shop's admin creates it (name, reference, price, category)."""
+        category_id = self.add_category(category)
+        values = (name or f"Produit {reference}", reference, price, category_id)
         with self.connect() as conn:
             if product_id is None:
-                row = conn.execute("INSERT INTO products (name, reference) VALUES (%s, %s) RETURNING id",
-                                   (name or f"Produit {reference}", reference)).fetchone()
+                row = conn.execute("INSERT INTO products (name, reference, price, category_id) "
+                                   "VALUES (%s, %s, %s, %s) RETURNING id", values).fetchone()
             else:
-                row = conn.execute("INSERT INTO products (id, name, reference) VALUES (%s, %s, %s) RETURNING id",
-                                   (product_id, name or f"Produit {reference}", reference)).fetchone()
+                row = conn.execute("INSERT INTO products (id, name, reference, price, category_id) "
+                                   "VALUES (%s, %s, %s, %s, %s) RETURNING id", (product_id, *values)).fetchone()
                 conn.execute("SELECT setval(pg_get_serial_sequence('products', 'id'), "
                              "(SELECT max(id) FROM products))")
             return row[0]
