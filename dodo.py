@@ -5,6 +5,7 @@ Thin on purpose: read the settings, discover the references, yield the task fami
     doit upload                 every changed reference     doit upload:<folder>     one reference
     doit plan                   dry run with reasons and cost
     doit check_api              is the Gemini key / model usable (generates nothing)
+    doit review                 the review page (a command: catalogue/tasks/commands.py)
 """
 
 import sys
@@ -31,6 +32,7 @@ except FileNotFoundError:
     REFS = None  # reported by the `generate` task: « Dossier introuvable »
 
 ProgressReporter.announcement = view_tasks.announcement(SETTINGS)
+ProgressReporter.warnings = SETTINGS.warnings
 ProgressReporter.errors_log = errors_log_path(SETTINGS)
 DOIT_CONFIG = doit_config(ProgressReporter)
 
@@ -50,13 +52,8 @@ def task_upload():
 
 
 def task_approve():
-    """Approuve les vues actuelles d'une référence retenue par le contrôle qualité (approve:<dossier>)."""
+    """Approuve les vues actuelles d'une référence (approve:<dossier> ; toutes : approve --all)."""
     return review_tasks.approve_tasks(SETTINGS, REFS or [], sys.argv[1:])
-
-
-def task_review():
-    """Page de revue sur http://127.0.0.1:8765 : approuver, retenir, nouveau tirage, retouche (Ctrl-C pour arrêter)."""
-    return review_tasks.review_task(SETTINGS, REFS or [])
 
 
 def task_report():

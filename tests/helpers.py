@@ -116,7 +116,7 @@ def clean_env() -> dict:
 
 # --- the run's lines -----------------------------------------------------------------------
 
-SUMMARY = re.compile(r"Terminé : (\d+) générés, (\d+) à jour, (\d+) échecs")
+SUMMARY = re.compile(r"Terminé : (\d+) générées?, (\d+) à jour, (\d+) échecs?")
 
 
 def summary(proc) -> tuple[int, int, int]:

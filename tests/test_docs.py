@@ -49,6 +49,12 @@ def test_every_setting_is_in_the_readme_table_and_env_example():
     assert table - names - {"GOOGLE_GEMINI_BASE_URL"} == set(), "README documents settings the code ignores"
 
 
+def test_the_typo_check_knows_every_setting():
+    from catalogue.core.settings import KNOWN_NAMES
+
+    assert set(KNOWN_NAMES) == settings_read_by_the_code() | {"GOOGLE_GEMINI_BASE_URL"}
+
+
 def test_every_troubleshooting_message_exists_in_the_code():
     rows = [r for r in _section("Troubleshooting").splitlines() if r.startswith("| ") and not r.startswith("| message")]
     assert len(rows) >= 10

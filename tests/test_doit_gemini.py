@@ -89,7 +89,7 @@ def test_budget_stops_new_paid_calls(gemini_project):
     project, fake = gemini_project
     run = project.doit("-n", "1", extra_env={"MAX_COST": "0.3"})
     assert run.returncode == 1
-    assert re.search(r"Budget MAX_COST atteint .* \d+ vue\(s\) reportée\(s\) à la prochaine exécution", run.stdout)
+    assert re.search(r"Budget MAX_COST atteint .* \d+ vues? reportées? à la prochaine exécution", run.stdout)
     assert len(calls(fake)) == 2
     assert summary(run) == (2, 0, 0)
     rest = project.doit()  # the next run (a new budget) finishes the job

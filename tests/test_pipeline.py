@@ -81,7 +81,7 @@ def test_bare_forget_and_clean_keep_the_catalogue(three_refs):
     three_refs.doit(check=True)
     before = three_refs.mtimes()
     forget = three_refs.doit("forget")
-    assert "no tasks specified" in forget.stdout  # refused: a task must be named
+    assert "doit forget sans tâche" in forget.stdout  # refused: a task must be named
     three_refs.doit("clean", check=True)
     assert three_refs.mtimes() == before
     run = three_refs.doit(check=True)
@@ -113,7 +113,7 @@ def test_plan_agrees_with_the_next_run(three_refs):
     assert "amont reconstruit (1_face)" in plan.stdout
     assert "image absente" in plan.stdout
     assert built(three_refs.doit(check=True)) == planned
-    assert "Plan : 0 vues à générer" in three_refs.doit("plan", check=True).stdout
+    assert "Plan : 0 vue à générer" in three_refs.doit("plan", check=True).stdout
 
 
 def _many_refs(project, n):

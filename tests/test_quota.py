@@ -4,7 +4,6 @@ GEMINI_MAX_WAIT bounds a view's retrying in wall-clock time. Real SDK, fake Gemi
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import threading
@@ -156,8 +155,8 @@ def test_budget_exceeded_and_a_run_stop_are_reported_alike(project, fake_gemini_
     run = project.doit("-n", "1")
     assert run.returncode == 1, run.stdout + run.stderr
     assert run.stdout.count("Quota journalier Gemini atteint") == 1
-    assert re.search(r"Quota journalier Gemini atteint .*minuit heure du Pacifique.* \d+ vue\(s\) "
-                     r"reportée\(s\) à la prochaine exécution", run.stdout), run.stdout
+    assert re.search(r"Quota journalier Gemini atteint .*minuit heure du Pacifique.* \d+ vues? "
+                     r"reportées? à la prochaine exécution", run.stdout), run.stdout
     assert "reporté" in run.stdout and "ÉCHEC" not in run.stdout
     assert len(fake.generate_requests) == 2          # one made, one refused, none waited out
     fake.daily_quota = None

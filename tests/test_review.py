@@ -9,6 +9,7 @@ import re
 import shutil
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -67,18 +68,27 @@ def settings_of(proj: Project, **env):
 
 
 class Server:
-    def __init__(self, proj: Project, settings=None, command=None):
+    def __init__(self, proj: Project, settings=None, command=None, retry=(0.2, 1.0)):
         self.settings = settings or settings_of(proj)
         self.refs = discover_references(self.settings.photos_dir)
-        self.httpd, self.app = review_server.make_server(self.settings, self.refs, port=0, env=proj.env, command=command)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd, self.app = review_server.make_server(self.settings, self.refs, port=0, env=proj.env,
+                                                         command=command, retry=retry)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.page_url = f"{self.url}/?cle={self.app.key}"  # what `doit review` prints
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def request(self, method: str, path: str, body=None, headers=None) -> tuple[int, dict | bytes]:
+        """As the page's own script does: the key's cookie, and for a POST its own Origin."""
         data = json.dumps(body).encode() if body is not None else None
-        hdrs = {"Content-Type": "application/json"} if body is not None else {}
+        hdrs = {"Cookie": f"catalogue_review_{self.port}={self.app.key}"}
+        if method == "POST":
+            hdrs["Origin"] = self.url
+        if body is not None:
+            hdrs["Content-Type"] = "application/json"
         hdrs.update(headers or {})
+        hdrs = {k: v for k, v in hdrs.items() if v is not None}
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
         try:
             with urllib.request.urlopen(req, timeout=30) as res:
@@ -242,22 +252,102 @@ def test_names_are_checked_no_path_traversal(server, proj):
     assert status == 200 and body == expected
 
 
-def test_actions_need_post_json_same_origin_and_a_loopback_host(server):
-    status, _ = server.request("GET", "/api/approve")
-    assert status == 404  # actions are not reachable with GET
-    req = urllib.request.Request(server.url + "/api/approve", data=b"folder=L100001-V09A", method="POST",
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(req, timeout=10)
-    assert err.value.code == 415
-    status, _ = server.request("POST", "/api/approve", {"folder": "L100001-V09A"},
-                               headers={"Origin": "http://evil.example"})
-    assert status == 403
-    status, _ = server.request("GET", "/api/state", headers={"Host": "evil.example"})
-    assert status == 403  # DNS rebinding
-    assert not (server.settings.output_dir / "L100001-V09A" / "review.json").exists()
+def disk(root: Path) -> dict[str, str]:
+    """Every file of the project (photos, output, state) and its SHA-256: what a refused request must not touch."""
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and "thumbs" not in p.parts and not p.name.startswith(".doit")}
+
+
+def raw(srv: "Server", method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, bytes, dict]:
+    """A request with exactly these headers (http.client adds Host unless it is given)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    skip_host = "Host" in headers
+    conn.putrequest(method, path, skip_host=skip_host, skip_accept_encoding=True)
+    for k, v in headers.items():
+        conn.putheader(k, v)
+    if body is not None:
+        conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    res = conn.getresponse()
+    out = res.status, res.read(), dict(res.getheaders())
+    conn.close()
+    return out
+
+
+@pytest.fixture
+def paid_server(proj):
+    """The page as with a Gemini key: a re-roll would write a seed and start a (recorded) regeneration."""
+    calls = []
+    settings = dataclasses.replace(settings_of(proj), generator="gemini")
+    srv = Server(proj, settings=settings, command=lambda folder: calls.append(folder) or [sys.executable, "-c", "pass"])
+    srv.calls = calls
+    yield srv
+    srv.close()
+
+
+def test_the_page_is_locked_every_refused_request_changes_nothing(paid_server, proj):
+    srv = paid_server
+    good = {"Host": f"127.0.0.1:{srv.port}", "Cookie": f"catalogue_review_{srv.port}={srv.app.key}",
+            "Origin": srv.url, "Content-Type": "application/json"}
+    reroll = json.dumps({"folder": "L100001-V09A", "view": "2_back"}).encode()
+    approve = json.dumps({"folder": "L100001-V09A"}).encode()
+    before = disk(proj.root)
+    refused = {
+        # a web page the person visits: no key (its cookie is SameSite=Strict), Origin null, text/plain
+        "drive-by form": ("POST", "/api/approve", approve, {**good, "Cookie": None, "Origin": "null",
+                                                             "Content-Type": "text/plain;application/json"}, 403),
+        "no key": ("POST", "/api/reroll", reroll, {**good, "Cookie": None}, 403),
+        "wrong key": ("POST", "/api/reroll", reroll, {**good, "Cookie": f"catalogue_review_{srv.port}=guess"}, 403),
+        "wrong key header": ("POST", "/api/reroll", reroll, {**good, "Cookie": None, "X-Review-Key": "guess"}, 403),
+        "DNS rebinding POST": ("POST", "/api/reroll", reroll, {**good, "Host": f"127.attacker.example:{srv.port}"}, 403),
+        "DNS rebinding GET": ("GET", "/api/state", None, {**good, "Host": f"127.attacker.example:{srv.port}"}, 403),
+        "another port": ("GET", "/api/state", None, {**good, "Host": f"127.0.0.1:{srv.port + 1}"}, 403),
+        "127.x host": ("GET", "/api/state", None, {**good, "Host": f"127.0.0.2:{srv.port}"}, 403),
+        "Origin null": ("POST", "/api/approve", approve, {**good, "Origin": "null"}, 403),
+        "no Origin": ("POST", "/api/approve", approve, {**good, "Origin": None}, 403),
+        "other Origin": ("POST", "/api/reroll", reroll, {**good, "Origin": "http://evil.example"}, 403),
+        "Origin of another port": ("POST", "/api/reroll", reroll, {**good, "Origin": f"http://127.0.0.1:{srv.port + 1}"}, 403),
+        "text/plain;application/json": ("POST", "/api/approve", approve,
+                                        {**good, "Content-Type": "text/plain;application/json"}, 415),
+        "form": ("POST", "/api/approve", b"folder=L100001-V09A",
+                 {**good, "Content-Type": "application/x-www-form-urlencoded"}, 415),
+        "no Content-Type": ("POST", "/api/reroll", reroll, {**good, "Content-Type": None}, 415),
+        "GET an action": ("GET", "/api/approve?folder=L100001-V09A", None, good, 404),
+        "GET a re-roll": ("GET", "/api/reroll?folder=L100001-V09A&view=2_back", None, good, 404),
+        "page without key": ("GET", "/", None, {**good, "Cookie": None}, 403),
+        "page with a wrong key": ("GET", "/?cle=guess", None, {**good, "Cookie": None}, 403),
+        "image without key": ("GET", "/img/view/L100001-V09A/1_face?full=1", None, {**good, "Cookie": None}, 403),
+    }
+    for what, (method, path, body, headers, status) in refused.items():
+        headers = {k: v for k, v in headers.items() if v is not None}
+        got, answer, _ = raw(srv, method, path, body, headers)
+        assert got == status, (what, got, answer)
+        if got != 404:
+            assert json.loads(answer)["ok"] is False, what
+    assert srv.app.jobs.snapshot() == [] and srv.calls == []
+    assert disk(proj.root) == before  # nothing written: no seed, no review.json, no step
+
+    # the printed URL gives the key once, as a SameSite=Strict HttpOnly cookie, and leaves the address bar
+    status, _, headers = raw(srv, "GET", f"/?cle={srv.app.key}", None, {"Host": f"localhost:{srv.port}"})
+    assert status == 303 and headers["Location"] == "/"
+    cookie = headers["Set-Cookie"]
+    assert cookie.startswith(f"catalogue_review_{srv.port}={srv.app.key};") and "SameSite=Strict" in cookie
+    assert "HttpOnly" in cookie
+    # with every lock satisfied (localhost works too) the same request goes through
+    status, answer, _ = raw(srv, "POST", "/api/approve", approve,
+                            {**good, "Host": f"localhost:{srv.port}", "Origin": f"http://localhost:{srv.port}"})
+    assert status == 200, answer
+    assert view_state.load(srv.settings.output_dir / "L100001-V09A")["1_face"]["state"] == "approved"
+    # a new start, a new key
+    other = Server(proj, settings=srv.settings)
+    try:
+        assert other.app.key != srv.app.key and len(other.app.key) >= 32
+    finally:
+        other.close()
     with pytest.raises(ValueError):
-        review_server.make_server(server.settings, server.refs, host="0.0.0.0", port=0)
+        review_server.make_server(srv.settings, srv.refs, host="0.0.0.0", port=0)
 
 
 def test_reroll_refused_with_the_local_renderer(server):
@@ -274,22 +364,128 @@ def test_reroll_bumps_the_seed_and_regenerates_one_at_a_time(proj):
     def command(folder):
         calls.append(folder)
         return [sys.executable, "-c", "import time; print('[1/3] en cours', flush=True); time.sleep(0.3); "
-                                      "print('Terminé : 1 générés, 2 à jour, 0 échecs')"]
+                                      "print('Terminé : 1 générée, 2 à jour, 0 échec')"]
 
     srv = Server(proj, settings=settings, command=command)
     try:
         status, res = srv.request("POST", "/api/reroll", {"folder": "L100001-V09A", "view": "2_back"})
-        assert status == 200 and res["job"]["state"] in ("queued", "running")
+        assert status == 200 and res["job"]["state"] in ("queued", "waiting", "running")
         srv.request("POST", "/api/reroll", {"folder": "R300010-V05", "view": "1_face"})
-        overrides = json.loads((proj.root / "photos" / "L100001-V09A" / "overrides.json").read_text())
-        assert overrides["seeds"] == {"2_back": 1}
         assert srv.app.jobs.wait_idle(30)
+        overrides = json.loads((proj.root / "photos" / "L100001-V09A" / "overrides.json").read_text())
+        assert overrides["seeds"] == {"2_back": 1}  # recorded when its job started
         _, jobs = srv.request("GET", "/api/jobs")
         assert [(j["folder"], j["state"]) for j in jobs["jobs"]] == [("L100001-V09A", "done"), ("R300010-V05", "done")]
         assert jobs["jobs"][0]["message"].startswith("Terminé") and jobs["jobs"][0]["what"] == "nouveau tirage 2_back"
         assert calls == ["L100001-V09A", "R300010-V05"]
     finally:
         srv.close()
+
+
+# --- (issue 11 #1) the page never holds the run lock; its jobs take it like any run ----------------
+
+class HeldLock:
+    """Another run (cron) holding the run lock: the same flock, on another open file."""
+
+    def __init__(self, root: Path):
+        import fcntl
+        import os
+
+        self.fd = os.open(root / ".doit.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, b"4242\n")
+
+    def release(self):
+        import os
+
+        os.close(self.fd)
+
+
+def test_a_job_waits_while_another_run_holds_the_lock_and_records_nothing_meanwhile(proj):
+    settings = dataclasses.replace(settings_of(proj), generator="gemini")
+    calls = []
+    srv = Server(proj, settings=settings, command=lambda folder: calls.append(folder) or [
+        sys.executable, "-c", "print('Terminé : 1 générée, 2 à jour, 0 échec')"])
+    overrides = proj.root / "photos" / "L100001-V09A" / "overrides.json"
+    lock = HeldLock(proj.root)
+    try:
+        status, res = srv.request("POST", "/api/reroll", {"folder": "L100001-V09A", "view": "2_back"})
+        assert status == 200, res
+        assert srv.app.jobs.wait_state("waiting", 10)
+        assert srv.app.jobs.wait_idle(1.5) is False  # still waiting after several looks at the lock
+        job = srv.app.jobs.snapshot()[0]
+        assert job["state"] == "waiting" and "en attente de l'exécution en cours (PID 4242)" in job["message"]
+        assert not overrides.exists() and calls == []  # nothing recorded, nothing started
+        _, row = srv.request("GET", "/api/state")
+        assert row["jobs"][0]["state"] == "waiting"
+        lock.release()
+        assert srv.app.jobs.wait_idle(30)
+        assert srv.app.jobs.snapshot()[0]["state"] == "done" and calls == ["L100001-V09A"]
+        assert json.loads(overrides.read_text())["seeds"] == {"2_back": 1}
+    finally:
+        srv.close()
+
+
+def test_a_job_whose_doit_finds_the_lock_taken_puts_the_seed_back_and_tries_again(proj):
+    """cron took the lock between our look and doit's: that doit made nothing, the seed is undone
+    (a later run must not pay for it), and the job tries again: seed 1, not 2."""
+    settings = dataclasses.replace(settings_of(proj), generator="gemini")
+    overrides = proj.root / "photos" / "L100001-V09A" / "overrides.json"
+    seen = []
+
+    def command(folder):
+        seen.append(json.loads(overrides.read_text())["seeds"] if overrides.exists() else None)
+        if len(seen) == 1:
+            return [sys.executable, "-c", "print(\"Une autre exécution est déjà en cours (PID 77, verrou .doit.lock) : "
+                                          "celle-ci s'arrête sans rien faire pour ne rien payer deux fois.\")"]
+        return [sys.executable, "-c", "print('Terminé : 1 générée, 2 à jour, 0 échec')"]
+
+    srv = Server(proj, settings=settings, command=command)
+    try:
+        srv.request("POST", "/api/reroll", {"folder": "L100001-V09A", "view": "2_back"})
+        assert srv.app.jobs.wait_idle(30)
+        assert seen == [{"2_back": 1}, {"2_back": 1}]
+        job = srv.app.jobs.snapshot()[0]
+        assert job["state"] == "done"
+        assert json.loads(overrides.read_text())["seeds"] == {"2_back": 1}
+    finally:
+        srv.close()
+
+
+def test_a_regeneration_that_fails_before_making_the_view_leaves_nothing_recorded(proj):
+    settings = dataclasses.replace(settings_of(proj), generator="gemini")
+    srv = Server(proj, settings=settings, command=lambda folder: [
+        sys.executable, "-c", "print('  ✗ L100001-V09A — 2_back : refusé par Gemini'); raise SystemExit(1)"])
+    toml = proj.root / "photos" / "W200300-V01" / "adjustments.toml"
+    try:
+        srv.request("POST", "/api/reroll", {"folder": "L100001-V09A", "view": "2_back"})
+        srv.request("POST", "/api/adjust", {"folder": "W200300-V01", "view": "1_face", "instruction": "Plus net."})
+        assert srv.app.jobs.wait_idle(30)
+        jobs = srv.app.jobs.snapshot()
+        assert [j["state"] for j in jobs] == ["failed", "failed"]
+        assert all("rien n'est resté enregistré" in j["message"] for j in jobs)
+        assert not (proj.root / "photos" / "L100001-V09A" / "overrides.json").exists()
+        assert not toml.exists()
+    finally:
+        srv.close()
+
+
+def test_doit_review_holds_no_lock_a_cron_run_goes_on_while_the_page_is_open(proj):
+    proj.env["REVIEW_PORT"] = "0"
+    page = proj.start_doit("review")
+    try:
+        first = page.stdout.readline()
+        assert re.search(r"Page de revue : http://127\.0\.0\.1:\d+/\?cle=[\w-]{32,} ", first), first
+        (proj.root / "output" / "W200300-V01" / "1_face.png").unlink()
+        run = proj.doit()
+        assert "Une autre exécution" not in run.stdout, run.stdout
+        assert "W200300-V01 1_face : généré" in run.stdout
+        assert (proj.root / "output" / "W200300-V01" / "1_face.png").is_file()
+    finally:
+        page.terminate()
+        page.wait(30)
+    assert page.returncode in (0, -15)
 
 
 def test_a_failed_regeneration_says_why(proj):
@@ -306,9 +502,17 @@ def test_a_failed_regeneration_says_why(proj):
 
 
 def test_adjustment_recorded_then_the_reference_regenerated_for_real(server, proj):
-    status, res = server.request("POST", "/api/adjust", {"folder": "W200300-V01", "view": "1_face",
-                                                         "instruction": "Rendre le logo plus net."})
+    # without a key the instruction cannot run now: never recorded silently, to be paid later
+    _, state = server.request("GET", "/api/state")
+    assert state["adjust_needs_key"] is True and "attendra une clé" in state["adjust_note"]
+    ask = {"folder": "W200300-V01", "view": "1_face", "instruction": "Rendre le logo plus net."}
+    status, res = server.request("POST", "/api/adjust", ask)
+    assert status == 409 and "attendra une clé" in res["error"]
+    assert not (proj.root / "photos" / "W200300-V01" / "adjustments.toml").exists()
+    assert server.app.jobs.snapshot() == []
+    status, res = server.request("POST", "/api/adjust", {**ask, "wait_for_key": True})  # the dialog's confirmation
     assert status == 200, res
+    assert server.app.jobs.wait_idle(120)
     toml = (proj.root / "photos" / "W200300-V01" / "adjustments.toml").read_text()
     assert "Rendre le logo plus net." in toml
     assert server.app.jobs.wait_idle(120)
@@ -332,7 +536,7 @@ def test_serve_prints_the_url_in_french_and_stops_on_ctrl_c(proj, capsys, monkey
     settings = settings_of(proj)
     assert review_server.serve(settings, discover_references(settings.photos_dir), port=0) == 0
     out = capsys.readouterr().out
-    assert re.search(r"Page de revue : http://127\.0\.0\.1:\d+/ +\(4 références, 3 à décider\)", out)
+    assert re.search(r"Page de revue : http://127\.0\.0\.1:\d+/\?cle=[\w-]{32} +\(4 références, 3 à décider\)", out)
     assert "Page de revue arrêtée" in out
 
 
@@ -378,7 +582,7 @@ def test_page_in_a_browser_keyboard_navigation_and_approve(browser, server, tmp_
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(server.url + "/")
+    page.goto(server.page_url)
     page.wait_for_selector("body[data-ready='1']", timeout=15000)
 
     rows = page.locator("article.row")
@@ -454,3 +658,44 @@ def test_static_report_opens_in_a_browser_with_actions_disabled(browser, proj):
     assert not (settings.output_dir / "R300010-V05" / "review.json").exists()
     assert errors == []
     page.close()
+
+
+# --- (issue 11 #3) a browser that goes away; the check chips in French ---------------------------------
+
+def test_a_browser_that_disconnects_prints_no_traceback(server, capfd):
+    import socket
+
+    import numpy as np
+    from PIL import Image
+
+    big = server.settings.output_dir / "L100001-V09A" / "1_face.png"  # ~30 MB: more than any socket buffer
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (3000, 3300, 3), dtype=np.uint8)).save(big)
+    request = (f"GET /img/view/L100001-V09A/1_face?full=1 HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+               f"Cookie: catalogue_review_{server.port}={server.app.key}\r\n\r\n").encode()
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(request)
+        sock.recv(1024)   # the answer has started
+        sock.close()      # the tab is closed mid-image
+    deadline = time.monotonic() + 30
+    while server.httpd.disconnects < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.httpd.disconnects == 3
+    status, _ = server.request("GET", "/api/state")
+    assert status == 200  # the page goes on
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "ConnectionResetError" not in err
+
+
+def test_check_chips_say_what_was_measured_against_what_limit(server):
+    _, state = server.request("GET", "/api/state")
+    face = view_of(row(state, "L100001-V09A"), "1_face")
+    chips = {c["name"]: c["chip"] for c in face["checks"]}
+    assert re.fullmatch(r"couleur : écart \d+,\d \(max 7\)", chips["colour"]), chips["colour"]
+    assert re.fullmatch(r"fond #F3F3F3 : écart \d+,\d \(max 2\), \d+ % du bord conforme \(min 85 %\)", chips["border"])
+    assert chips["style_copy"].startswith("copie du style : écart à la référence ")
+    assert "(min 6)" in chips["style_copy"] and " / " not in chips["style_copy"]
+    assert chips["framing"].startswith("cadrage : centre décalé de ")
+    assert all("." not in re.sub(r"#F3F3F3", "", c) for c in chips.values()), chips  # decimal commas
+    assert rows.check_chip("colour", "couleur", 3.21, "ΔE2000 ≤ 8") == "couleur : écart 3,2 (max 8)"

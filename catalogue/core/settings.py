@@ -7,15 +7,26 @@ never reach a log line or a traceback.
 
 from __future__ import annotations
 
+import difflib
+import io
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import load_dotenv
+from dotenv.parser import parse_stream
 
 from .errors import InputError
-from .models import default_timeout, resolve_model
+from .models import MODEL_ALIASES, PRICES, default_timeout, resolve_model
 
+# Every name the settings read (the README's table and .env.example list them all): a `.env` name
+# close to one of these but not one of them is a typo, said on the run's first lines.
+KNOWN_NAMES = ("GEMINI_API_KEY", "GEMINI_MODEL", "GENERATOR", "IMAGE_SIZE", "OUTPUT_SIZE", "GEMINI_CONCURRENCY",
+               "GEMINI_RPM", "GEMINI_MAX_WAIT", "GEMINI_TIMEOUT", "MAX_COST", "MAX_PIXELS", "PHOTOS_DIR", "REFS_DIR",
+               "OUTPUT_DIR", "BACKEND_URL", "BACKEND_TOKEN", "DATABASE_URL", "PRODUCTS_MAP", "UPLOAD_MODE",
+               "ALLOW_LOCAL_UPLOAD", "REVIEW_PORT", "GOOGLE_GEMINI_BASE_URL", "UPLOAD_MAX_REQUEST_MB",
+               "GEMINI_SPEND_PER_10MIN", "GEMINI_QUOTA_WINDOW")
 IMAGE_SIZES = ("1K", "2K", "4K")
 GENERATORS = ("gemini", "local")
 UPLOAD_MODES = ("replace", "append")
@@ -46,6 +57,7 @@ class Settings:
     upload_max_request_bytes: int       # body of one bulk request (the production front: nginx 20M)
     products_map: Path | None
     review_port: int                    # `doit review` listens on 127.0.0.1:<port>
+    warnings: tuple[str, ...] = ()      # French: `.env` typos, malformed lines, unknown model (run's first lines)
     gemini_api_key: str | None = field(default=None, repr=False)
     backend_token: str | None = field(default=None, repr=False)
     database_url: str | None = field(default=None, repr=False)
@@ -77,10 +89,14 @@ def _float(env, name, default):
 
 
 def _choice(env, name, default, choices):
-    raw = env.get(name, "").strip().lower() or default
-    if raw not in choices:
-        raise InputError(f"Réglage {name} invalide : « {raw} » ; valeurs possibles : {', '.join(choices)}.")
-    return raw
+    """One of `choices` (compared without case; returned as written in `choices`)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise InputError(f"Réglage {name} invalide : « {raw} » ; valeurs possibles : {', '.join(choices)}.")
 
 
 def _size(env, name):
@@ -110,11 +126,54 @@ def _path(root: Path, raw: str) -> Path:
     return p if p.is_absolute() else root / p
 
 
+def dotenv_warnings(path: Path) -> list[str]:
+    """French warnings about `path` (a .env file): lines that cannot be read, and names that look
+    like a setting but are not one (a typo, a lower-case name), with the closest known name."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{path} illisible ({getattr(exc, 'strerror', None) or exc}) : ses réglages sont ignorés."]
+    out = []
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:  # the line's text is not repeated: it may hold a key
+            out.append(f"{path}, ligne {line} : ligne illisible, ignorée (attendu NOM=valeur, "
+                       f"ou un commentaire commençant par #).")
+            continue
+        name = binding.key
+        if not name or name in KNOWN_NAMES:
+            continue
+        close = [n for n in KNOWN_NAMES if n == name.upper()] or difflib.get_close_matches(
+            name.upper(), KNOWN_NAMES, n=1, cutoff=0.8)
+        if close:
+            out.append(f"{path}, ligne {line} : « {name} » n'est pas un réglage, il est ignoré ; "
+                       f"vouliez-vous dire {close[0]} ?")
+    return out
+
+
+def model_warning(model: str) -> str | None:
+    """A French warning when `model` is neither an alias nor a model id this version knows."""
+    if model in PRICES:
+        return None
+    known = ", ".join([*MODEL_ALIASES, *PRICES])
+    return (f"Modèle Gemini inconnu : « {model} » (GEMINI_MODEL ou model=) ; modèles connus : {known}. "
+            f"Son prix n'est pas connu : les coûts sont estimés au tarif le plus cher.")
+
+
 def load_settings(root: Path | str = ".", environ=None, model_override: str | None = None) -> Settings:
     """Read the settings; `model_override` comes from the command line (`doit model=flash`)."""
     root = Path(root).resolve()
+    warnings: list[str] = []
     if environ is None:
-        load_dotenv(root / ".env", override=False)
+        warnings = dotenv_warnings(root / ".env")
+        quiet = logging.getLogger("dotenv.main")
+        was, quiet.disabled = quiet.disabled, True  # its English parse warnings: said in French above
+        try:
+            load_dotenv(root / ".env", override=False)
+        finally:
+            quiet.disabled = was
         environ = os.environ
     env = environ
     key = env.get("GEMINI_API_KEY", "").strip() or None
@@ -125,7 +184,10 @@ def load_settings(root: Path | str = ".", environ=None, model_override: str | No
                          "ou GENERATOR=local pour l'aperçu hors ligne.")
     max_cost = _float(env, "MAX_COST", None)
     spend = _float(env, "GEMINI_SPEND_PER_10MIN", None)
-    image_size = _choice(env, "IMAGE_SIZE", "2k", tuple(s.lower() for s in IMAGE_SIZES)).upper()
+    image_size = _choice(env, "IMAGE_SIZE", "2K", IMAGE_SIZES)
+    model = resolve_model(model_override or env.get("GEMINI_MODEL", "").strip() or "pro")
+    if model_warning(model):
+        warnings.append(model_warning(model))
     products_map = env.get("PRODUCTS_MAP", "").strip()
     return Settings(
         root=root,
@@ -134,7 +196,7 @@ def load_settings(root: Path | str = ".", environ=None, model_override: str | No
         output_dir=_path(root, env.get("OUTPUT_DIR", "").strip() or "output"),
         generator=generator,
         generator_chosen=bool(generator_raw),
-        model=resolve_model(model_override or env.get("GEMINI_MODEL", "").strip() or "pro"),
+        model=model,
         image_size=image_size,
         output_size=_size(env, "OUTPUT_SIZE"),
         gemini_concurrency=max(1, _int(env, "GEMINI_CONCURRENCY", 4)),
@@ -154,4 +216,5 @@ def load_settings(root: Path | str = ".", environ=None, model_override: str | No
         gemini_api_key=key,
         backend_token=env.get("BACKEND_TOKEN", "").strip() or None,
         database_url=env.get("DATABASE_URL", "").strip() or None,
+        warnings=tuple(warnings),
     )

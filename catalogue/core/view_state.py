@@ -9,8 +9,10 @@ A view is, in order of precedence:
     uncertain  made, but the generator or a retouch flagged it for a look (sidecar `uncertain`)
     new        made, checks passed, nobody looked at it
 
-An approval or a hold names the SHA-256 of the image it was given for: a regenerated image is a
-new image and needs a new decision. The run's lines, the upload gate, the review page and the
+Nothing goes online that nobody looked at: a held view and an uncertain view both block their
+reference's upload until a person approves that exact image (`blocks_upload`). An approval or a
+hold names the SHA-256 of the image it was given for: a regenerated image is a new image and needs
+a new decision. The run's lines, the upload gate, the review page and the
 report all read the state from here, with the same French words (`LABELS`).
 """
 
@@ -36,7 +38,7 @@ LABELS = {
     "absent": "sans objet",
 }
 # The words of the run's lines (reporter) for a view that needs a look.
-RUN_UNCERTAIN = "INCERTAIN, à vérifier"
+RUN_UNCERTAIN = "INCERTAIN (pas d'envoi avant approbation)"
 RUN_HELD = "RETENUE (pas d'envoi avant vérification)"
 
 _lock = threading.Lock()  # the review page's handler threads write here
@@ -59,7 +61,8 @@ class ViewState:
 
     @property
     def blocks_upload(self) -> bool:
-        return self.state == "held"
+        """Held (by a person or the quality gate) or uncertain: a person must approve it first."""
+        return self.state in ("held", "uncertain")
 
 
 def failed_checks(sidecar: dict | None) -> list[str]:
@@ -92,7 +95,7 @@ def view_state(image_sha: str | None, sidecar: dict | None, review: dict | None,
         return ViewState("held", "qa", "contrôle qualité : " + " ; ".join(failed_checks(sidecar) or ["échec"]))
     if (sidecar or {}).get("uncertain"):
         notes = [str(n) for n in (sidecar or {}).get("notes") or []]
-        return ViewState("uncertain", "generator", " ; ".join(notes) or "à vérifier")
+        return ViewState("uncertain", "generator", "incertaine, à vérifier : " + (" ; ".join(notes) or "sans précision"))
     return ViewState("new")
 
 

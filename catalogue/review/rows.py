@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,16 +90,103 @@ def _value_text(value) -> str:
     return one(value)
 
 
+def _fr(x, n: int = 1) -> str:
+    """A measure in French: « 3,2 »."""
+    return f"{float(x):.{n}f}".replace(".", ",")
+
+
+def _fr_g(x) -> str:
+    """A limit in French, as short as it is: « 8 », « 0,85 »."""
+    return f"{float(x):g}".replace(".", ",")
+
+
+def _pct(x, n: int = 0) -> str:
+    return f"{float(x) * 100:.{n}f} %".replace(".", ",")
+
+
+def _signed_pct(x) -> str:
+    return f"{float(x) * 100:+.0f} %".replace("-", "−")
+
+
+def _limits(threshold: str) -> list[float]:
+    """The numbers of a check's threshold text (« ΔE2000 ≤ 7 » -> [7]; the 2000 of ΔE2000 is a name)."""
+    text = re.sub(r"ΔE(2000)?", "", threshold)
+    return [float(n) for n in re.findall(r"\d+(?:\.\d+)?", text)]
+
+
+def check_chip(name: str, label: str, value, threshold: str) -> str:
+    """What a check measured against what limit, in French words: « couleur : écart 3,2 (max 7) »."""
+    threshold = str(threshold or "")
+    if threshold == "non applicable":
+        return f"{label} : non applicable"
+    if value is None:
+        return f"{label} : non mesurable"
+    lim = _limits(threshold)
+    try:
+        if name == "decode":
+            return f"{label} : image lisible ({value[0]}×{value[1]})"
+        if name == "size":
+            size = f"{value[0]}×{value[1]}"
+            if threshold.startswith("="):
+                return f"{label} : {size} (attendu {threshold[1:].strip()})"
+            return f"{label} : {size}, proportions de la référence (écart max {_fr_g(lim[-1])})"
+        if name == "contrast":
+            return f"{label} : écart-type {_fr(value)} (min {_fr_g(lim[-1])})"
+        if name == "garment_share":
+            return f"{label} : {_pct(value)} de l'image (min {_pct(lim[-1])})"
+        if name == "border":
+            return (f"{label} : écart {_fr(value[0])} (max {_fr_g(lim[0])}), {_pct(value[1])} du bord conforme "
+                    f"(min {_pct(lim[1])})")
+        if name in ("colour", "back_vs_face"):
+            de = value[0] if isinstance(value, (list, tuple)) else value
+            return f"{label} : écart {_fr(de)} (max {_fr_g(lim[-1])})"
+        if name == "style_copy":
+            de_style, de_src, dup = value[0], value[1], value[2]
+            parts = []
+            if dup is not None:
+                parts.append(f"écart à la référence {_fr(dup)} (min {_fr_g(lim[-1])})")
+            if de_style is not None and de_src is not None:
+                parts.append(f"couleur à {_fr(de_src)} de la source, à {_fr(de_style)} de la référence "
+                             f"(marge {_fr_g(lim[0])})")
+            return f"{label} : " + (", ".join(parts) or "non mesurable")
+        if name == "framing":
+            dx, dy, size, margin = value[:4]
+            return (f"{label} : centre décalé de {_signed_pct(dx)} / {_signed_pct(dy)} (max {_pct(lim[0])}), "
+                    f"taille {_pct(size)} ({_pct(lim[1])}–{_pct(lim[2])}), marge {_pct(margin, 1)} "
+                    f"(min {_pct(lim[3])})")
+    except (TypeError, ValueError, IndexError, KeyError):
+        pass  # an older sidecar's shape: said plainly below
+    return f"{label} : {_value_text(value)}" + (f" (seuil {threshold})" if threshold else "")
+
+
 def _checks(sidecar: dict | None) -> list[dict]:
     qa = (sidecar or {}).get("qa") or {}
     out = []
     for name, c in (qa.get("checks") or {}).items():
         if not isinstance(c, dict):
             continue
-        out.append({"name": name, "label": CHECK_LABELS.get(name, name), "passed": bool(c.get("passed")),
+        label = CHECK_LABELS.get(name, name)
+        out.append({"name": name, "label": label, "passed": bool(c.get("passed")),
                     "value": _value_text(c.get("value")), "threshold": str(c.get("threshold") or ""),
+                    "chip": check_chip(name, label, c.get("value"), c.get("threshold")),
                     "message": str(c.get("message") or "")})
     out.sort(key=lambda c: c["passed"])  # failed first
+    return out
+
+
+RETOUCH_STATUS = {"accepted": "appliquée", "applied": "appliquée", "refused": "refusée", "skipped": "non appliquée"}
+
+
+def _retouches(sidecar: dict | None) -> list[dict]:
+    """The view's declared retouches as the last build left them (sidecar `adjustments`)."""
+    out = []
+    for rec in (sidecar or {}).get("adjustments") or []:
+        if not isinstance(rec, dict):
+            continue
+        status = str(rec.get("status") or "")
+        out.append({"step": rec.get("step"), "text": str(rec.get("instruction") or rec.get("fix") or ""),
+                    "status": status, "status_label": RETOUCH_STATUS.get(status, status),
+                    "why": str(rec.get("why") or ""), "cost_usd": float(rec.get("cost_usd") or 0.0)})
     return out
 
 
@@ -184,7 +272,7 @@ def build_row(settings: Settings, ref: Reference, styles: StyleRefs, shas: ShaCa
             entry.update(cost_usd=round(c, 4), generator=gen, model=model, seed=sidecar.get("seed"),
                          created_at=sidecar.get("created_at"), uncertain=bool(sidecar.get("uncertain")),
                          notes=[str(n) for n in sidecar.get("notes") or []],
-                         qa_verdict=qa.get("verdict"), checks=_checks(sidecar),
+                         qa_verdict=qa.get("verdict"), checks=_checks(sidecar), retouches=_retouches(sidecar),
                          width=sidecar.get("width"), height=sidecar.get("height"))
         elif sha:
             entry.update(checks=[], notes=["fiche de provenance absente ou illisible : régénérez la vue"])

@@ -6,10 +6,11 @@ style references used (from the sidecars' inputs), the three views, each quality
 verdict, cost, generator and model, and a state per view and per reference (`view_state`).
 
 Actions (POST, JSON): approve or hold a view or the whole reference (`view_state.decide`, tied to the
-image's SHA-256), re-roll a view (`reroll.bump_seed`, then `python -m doit generate:<folder>` in the
-project root), write an adjustment instruction (`adjustments.record_step`, then the same regeneration).
-Regenerations run one at a time in the background; the page shows their progress and reloads the
-reference when they finish.
+image's SHA-256), re-roll a view (a new seed, `reroll.bump_seed`, then `python -m doit generate:<folder>`
+in the project root), write a retouch instruction (`retouch_steps.record_step`, then the same
+regeneration). Regenerations run one at a time in the background (`jobs.JobRunner`): each takes the
+run lock like any run, waits while another run holds it, and records its seed or step only when it
+can start; the page shows their progress and reloads the reference when they finish.
 
 `doit report` calls `write_report()`: the same page as a static `output/index.html` (data embedded,
 actions disabled, views referenced relatively, photo and style thumbnails embedded) for sharing.
@@ -28,15 +29,22 @@ API (every answer is JSON; errors are `{"ok": false, "error": "<French message>"
     POST /api/reroll    {"folder", "view"}
     POST /api/adjust    {"folder", "view", "instruction", "ref"?}   ref: another view of the reference
 
-Security: loopback only; folder and view names are looked up among the known references and views
-(never joined into a path as given); a style reference is served only from REFS_DIR; actions are POST
-with a JSON body, a Host header naming this server and, when present, a same-origin Origin header.
+Security (the page is a door into a paid account): loopback only; a random key per start, in the
+URL printed at start (`/?cle=<key>`), exchanged for a `SameSite=Strict`, HttpOnly cookie; every other
+request needs that cookie (or the `X-Review-Key` header); `Host` must be exactly `127.0.0.1:<port>`
+or `localhost:<port>` (DNS rebinding); every state change is a POST with `Content-Type` exactly
+`application/json` and an `Origin` that is exactly the page's own (required); GET changes nothing.
+Folder and view names are looked up among the known references and views (never joined into a path
+as given); a style reference is served only from REFS_DIR.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
+import secrets
+import sys
 import threading
 import webbrowser
 from http import HTTPStatus
@@ -44,23 +52,28 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from doit.exceptions import TaskFailed
-
 from ..core import view_state
 from ..core.discovery import Reference, StyleRefs
 from ..core.errors import PipelineError
 from ..core.files import sha256_file
+from ..core.discovery import OVERRIDES_FILE
 from ..core.paths import folder_dir, view_path
 from ..core.provenance import read_sidecar
 from ..core.settings import Settings
 from ..core.views import VIEWS_BY_NAME
-from ..generation.retouch_steps import record_step
+from ..generation.retouch_steps import ADJUSTMENTS_FILE, record_step
 from ..tasks.reroll import bump_seed
-from .jobs import JobRunner
+from .jobs import JobRunner, Step
 from .page import render_page
 from .rows import PHOTO_SIDE, STYLE_SIDE, VIEW_SIDE, ShaCache, build_row, counts, server_links, style_path, thumbnail
 
 MAX_BODY = 64 * 1024                  # largest POST body accepted
+KEY_PARAM = "cle"                     # /?cle=<key>: the URL printed at start
+KEY_HEADER = "X-Review-Key"
+JSON = "application/json"
+NO_KEY_NOTE = ("Sans clé GEMINI_API_KEY (rendu local) : l'instruction ne peut pas être appliquée maintenant. "
+               "Enregistrée, elle attendra une clé : elle sera envoyée à Gemini (appel payant) à la première "
+               "exécution avec une clé.")
 
 
 # --- the application (what the HTTP handler calls) -----------------------------------------------
@@ -75,14 +88,16 @@ class ApiError(Exception):
 class ReviewApp:
     """The review page's logic, independent of HTTP (the tests call it directly too)."""
 
-    def __init__(self, settings: Settings, refs: list[Reference], *, env: dict | None = None, command=None):
+    def __init__(self, settings: Settings, refs: list[Reference], *, env: dict | None = None, command=None,
+                 key: str | None = None, retry: tuple[float, float] = (1.0, 30.0)):
         self.settings = settings
+        self.key = key or secrets.token_urlsafe(24)   # per start: the printed URL carries it
         self.refs = {ref.folder: ref for ref in refs}
         self.order = [ref.folder for ref in refs]
         self.styles = StyleRefs(settings.refs_dir)
         self.shas = ShaCache()
         self.links = server_links()
-        self.jobs = JobRunner(settings.root, env=env, command=command)
+        self.jobs = JobRunner(settings.root, env=env, command=command, retry=retry)
 
     # lookups: every name from a request goes through these ---------------------------------
     def ref(self, folder: str) -> Reference:
@@ -120,7 +135,9 @@ class ReviewApp:
                 "reroll_note": "" if self.settings.generator == "gemini" else
                 ("Rendu local : un nouveau tirage donnerait la même image (réglez GEMINI_API_KEY "
                  "pour des tirages Gemini)."),
-                "adjust_available": True, "adjust_note": "",
+                "adjust_available": True,
+                "adjust_needs_key": self.settings.generator != "gemini",
+                "adjust_note": "" if self.settings.generator == "gemini" else NO_KEY_NOTE,
                 "rows": rows, "counts": counts(rows), "jobs": self.jobs.snapshot()}
 
     # actions -------------------------------------------------------------------------------
@@ -149,12 +166,22 @@ class ReviewApp:
     def reroll(self, body: dict) -> dict:
         ref = self.ref(_str(body, "folder"))
         view = self.view(ref, _str(body, "view"), must_exist=False)
-        try:
-            _, _, seed = bump_seed(self.settings, [ref.folder, view])
-        except PipelineError as exc:
-            raise ApiError(HTTPStatus.CONFLICT, exc.message)
-        job = self.jobs.submit(ref.folder, view, "reroll")
-        return {"ok": True, "message": f"{ref.folder} {view} : nouveau tirage (graine {seed}) en file d'attente.",
+        if self.settings.generator != "gemini":
+            raise ApiError(HTTPStatus.CONFLICT, "Le rendu local est déterministe : un nouveau tirage ne changerait "
+                                                "rien. Réglez GEMINI_API_KEY pour un nouveau tirage Gemini.")
+        settings, png, seed = self.settings, self.view_png(ref, view), {}
+
+        def record() -> str:  # when the job starts, not now: see jobs.py
+            _, _, seed["new"] = bump_seed(settings, [ref.folder, view])
+            return f"nouveau tirage {view} (graine {seed['new']})"
+
+        def made() -> bool:
+            side = read_sidecar(png) or {}
+            return "new" in seed and side.get("seed") == seed["new"]
+
+        job = self.jobs.submit(ref.folder, Step("reroll", view, record, made,
+                                                (settings.photos_dir / ref.folder / OVERRIDES_FILE,)))
+        return {"ok": True, "message": f"{ref.folder} {view} : nouveau tirage en file d'attente (un appel Gemini payant).",
                 "job": job.to_json(), "row": self.row(ref.folder)}
 
     def adjust(self, body: dict) -> dict:
@@ -168,12 +195,23 @@ class ReviewApp:
         other = _str(body, "ref", required=False) or None
         if other is not None and (other not in ref.views or other == view):
             raise ApiError(HTTPStatus.BAD_REQUEST, f"Image de référence invalide : « {other} » (une autre vue de {ref.folder}).")
-        try:
-            record_step(self.settings, ref.folder, view, instruction, ref=other)
-        except PipelineError as exc:
-            raise ApiError(HTTPStatus.CONFLICT, exc.message)
-        job = self.jobs.submit(ref.folder, view, "adjust")
-        return {"ok": True, "message": f"{ref.folder} {view} : ajustement enregistré, régénération en file d'attente.",
+        if self.settings.generator != "gemini" and body.get("wait_for_key") is not True:
+            # never a step recorded silently, to be paid later: the person confirms it will wait
+            raise ApiError(HTTPStatus.CONFLICT, NO_KEY_NOTE + " Confirmez dans la fenêtre d'ajustement.")
+        settings, png = self.settings, self.view_png(ref, view)
+
+        def record() -> str:
+            record_step(settings, ref.folder, view, instruction, ref=other)
+            return f"ajustement {view}"
+
+        def made() -> bool:
+            side = read_sidecar(png) or {}
+            return any(isinstance(a, dict) and a.get("instruction") == instruction for a in side.get("adjustments") or [])
+
+        job = self.jobs.submit(ref.folder, Step("adjust", view, record, made,
+                                                (settings.photos_dir / ref.folder / ADJUSTMENTS_FILE,)))
+        later = " (il attendra une clé Gemini)" if self.settings.generator != "gemini" else ""
+        return {"ok": True, "message": f"{ref.folder} {view} : ajustement en file d'attente{later}.",
                 "job": job.to_json(), "row": self.row(ref.folder)}
 
     ACTIONS = {"approve": approve, "hold": hold, "reroll": reroll, "adjust": adjust}
@@ -236,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Referrer-Policy", "no-referrer")
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self.wfile.write(body)  # a browser gone away: ConnectionError, silenced by _Server.handle_error
 
     def _json(self, status: int, data: dict) -> None:
         self._send(status, json.dumps(data, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8")
@@ -244,22 +282,62 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str) -> None:
         self._json(status, {"ok": False, "error": message})
 
+    # the locks on the door ---------------------------------------------------------------------
+    def _port(self) -> int:
+        return self.server.server_address[1]
+
     def _host_ok(self) -> bool:
-        """DNS rebinding: only answer requests addressed to this server by a loopback name."""
-        host = (self.headers.get("Host") or "").strip().lower()
-        if host.startswith("["):
-            name = host[1:].split("]", 1)[0]
-        else:
-            name = host.rsplit(":", 1)[0] if ":" in host else host
-        return name in ("127.0.0.1", "localhost", "::1") or name.startswith("127.")
+        """DNS rebinding: the Host must be exactly this server, by a loopback name."""
+        return (self.headers.get("Host") or "") in (f"127.0.0.1:{self._port()}", f"localhost:{self._port()}")
+
+    def _cookie_name(self) -> str:
+        return f"catalogue_review_{self._port()}"  # cookies ignore ports: one per page
+
+    def _has_key(self) -> bool:
+        key = self.app.key.encode()
+        given = self.headers.get(KEY_HEADER)
+        if given and hmac.compare_digest(given.encode(), key):
+            return True
+        for part in (self.headers.get("Cookie") or "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == self._cookie_name() and hmac.compare_digest(value.encode(), key):
+                return True
+        return False
+
+    def _refuse_door(self) -> bool:
+        """Answer 403 and return True when the request is not from this page."""
+        if not self._host_ok():
+            self._error(HTTPStatus.FORBIDDEN, "Hôte refusé : ouvrez l'adresse affichée par doit review.")
+            return True
+        if not self._has_key():
+            self._error(HTTPStatus.FORBIDDEN, "Clé absente ou fausse : ouvrez l'adresse complète affichée par "
+                                              "doit review (avec ?cle=…).")
+            return True
+        return False
+
+    def _welcome(self, query: dict) -> bool:
+        """GET /?cle=<key>: set the cookie and go to the page (the key leaves the address bar)."""
+        given = (query.get(KEY_PARAM) or [""])[0]
+        if not given or not self._host_ok() or not hmac.compare_digest(given.encode(), self.app.key.encode()):
+            return False
+        self.send_response(HTTPStatus.SEE_OTHER)
+        self.send_header("Location", "/")
+        self.send_header("Set-Cookie", f"{self._cookie_name()}={self.app.key}; Path=/; HttpOnly; SameSite=Strict")
+        self.send_header("Content-Length", "0")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.end_headers()
+        return True
 
     # verbs ---------------------------------------------------------------------------------
     def do_GET(self):
-        if not self._host_ok():
-            return self._error(HTTPStatus.FORBIDDEN, "Hôte refusé.")
         parts = urlsplit(self.path)
-        segments = [unquote(s) for s in parts.path.split("/") if s]
         query = parse_qs(parts.query)
+        if parts.path in ("/", "/index.html") and KEY_PARAM in query and self._welcome(query):
+            return None
+        if self._refuse_door():
+            return None
+        segments = [unquote(s) for s in parts.path.split("/") if s]
         try:
             if not segments or segments == ["index.html"]:
                 page = render_page({"static": False}).encode("utf-8")
@@ -283,17 +361,17 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self):
-        if not self._host_ok():
-            return self._error(HTTPStatus.FORBIDDEN, "Hôte refusé.")
+        if self._refuse_door():
+            return None
+        own = {f"http://127.0.0.1:{self._port()}", f"http://localhost:{self._port()}"}
         origin = self.headers.get("Origin")
-        if origin and origin != "null":
-            if urlsplit(origin).netloc.lower() != (self.headers.get("Host") or "").lower():
-                return self._error(HTTPStatus.FORBIDDEN, "Origine refusée.")
+        if origin is None or origin not in own or urlsplit(origin).netloc != self.headers.get("Host"):
+            return self._error(HTTPStatus.FORBIDDEN, "Origine absente ou refusée : agissez depuis la page de revue.")
         segments = [s for s in urlsplit(self.path).path.split("/") if s]
         if len(segments) != 2 or segments[0] != "api" or segments[1] not in ReviewApp.ACTIONS:
             return self._error(HTTPStatus.NOT_FOUND, "Action inconnue.")
-        if "application/json" not in (self.headers.get("Content-Type") or ""):
-            return self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Corps JSON attendu.")
+        if (self.headers.get("Content-Type") or "").strip().lower() not in (JSON, JSON + "; charset=utf-8"):
+            return self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Corps JSON attendu (Content-Type: application/json).")
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -317,6 +395,19 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = do_PATCH = do_PUT
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    disconnects = 0             # browsers that went away mid-answer (counted, never a traceback)
+
+    def handle_error(self, request, client_address):
+        """A browser that closes the page mid-answer is not an error of ours: no traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipeError, ConnectionResetError, ...
+            type(self).disconnects += 1
+            return
+        super().handle_error(request, client_address)
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -327,13 +418,15 @@ def _loopback(host: str) -> bool:
 
 
 def make_server(settings: Settings, refs: list[Reference], host: str = "127.0.0.1", port: int = 8765, *,
-                env: dict | None = None, command=None) -> tuple[ThreadingHTTPServer, ReviewApp]:
-    """The server (not started) and its app; port 0 picks a free port (`server.server_address`)."""
+                env: dict | None = None, command=None, key: str | None = None,
+                retry: tuple[float, float] = (1.0, 30.0)) -> tuple[ThreadingHTTPServer, ReviewApp]:
+    """The server (not started) and its app; port 0 picks a free port (`server.server_address`).
+    `app.key` is the page's key (random per start unless given)."""
     if not _loopback(host):
         raise ValueError(f"La page de revue n'écoute que sur la machine locale (127.0.0.1), pas sur {host}.")
-    app = ReviewApp(settings, refs, env=env, command=command)
+    app = ReviewApp(settings, refs, env=env, command=command, key=key, retry=retry)
     handler = type("ReviewHandler", (_Handler,), {"app": app})
-    server_cls = type("ReviewServer", (ThreadingHTTPServer,), {"daemon_threads": True, "allow_reuse_address": True})
+    server_cls = type("ReviewServer", (_Server,), {})
     try:
         server = server_cls((host, port), handler)
     except OSError:
@@ -352,7 +445,7 @@ def serve(settings: Settings, refs: list[Reference], host: str = "127.0.0.1", po
               f"le port est peut-être déjà utilisé (une autre page de revue ouverte ?).", flush=True)
         return 1
     real_port = server.server_address[1]
-    url = f"http://{host}:{real_port}/"
+    url = f"http://{host}:{real_port}/?{KEY_PARAM}={app.key}"
     todo = sum(1 for r in app.state()["rows"] if r["needs_decision"])
     print(f"Page de revue : {url}  ({len(refs)} références, {todo} à décider) — Ctrl-C pour arrêter.", flush=True)
     if open_browser:
@@ -367,10 +460,3 @@ def serve(settings: Settings, refs: list[Reference], host: str = "127.0.0.1", po
         app.jobs.stop()
         server.server_close()
     return 0
-
-
-def review_action(settings: Settings, refs: list[Reference]):
-    """`doit review`: a failure to start (port taken) fails the task; Ctrl-C ends it normally."""
-    port = settings.review_port
-    return None if serve(settings, refs, port=port) == 0 else TaskFailed(
-        f"Page de revue non démarrée : le port {port} est pris (réglez REVIEW_PORT).")

@@ -1,6 +1,9 @@
-"""doit commands of the pipeline (registered in pyproject.toml): the locked run, `plan`, `reroll`.
+"""doit commands of the pipeline (registered in pyproject.toml): the locked run, `plan`, `reroll`,
+`review` (the review page: a command, not a task, so that it never holds the run lock), and
+`forget` (a bare `doit forget` refuses in French).
 
-`adjust` lives in `adjust_command.py` (its command line is larger).
+`adjust` lives in `adjust_command.py` (its command line is larger). Every command here answers
+`--help` / `-h` with its own help (doit's parser would refuse the option).
 """
 
 from __future__ import annotations
@@ -8,10 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from doit.cmd_base import DoitCmdBase
+from doit import get_var
+from doit.cmd_base import Command, DoitCmdBase
+from doit.cmd_forget import Forget as DoitForget
 from doit.cmd_run import Run
 from doit.control import TaskControl
 
+from ..core.discovery import discover_references
+from ..core.errors import PipelineError
 from ..core.in_flight import paid_calls_in_flight, wait_for_paid_calls
 from ..core.settings import load_settings
 from .doit_config import handle_sigterm
@@ -65,7 +72,17 @@ class LockedRun(Run):
         return code
 
 
-class Plan(DoitCmdBase):
+class HelpOption:
+    """`doit <command> --help` (or -h): the command's help, instead of doit's parser error."""
+
+    def parse_execute(self, in_args):
+        if "--help" in in_args or "-h" in in_args:
+            print(self.help(), flush=True)
+            return 0
+        return super().parse_execute(in_args)
+
+
+class Plan(HelpOption, DoitCmdBase):
     """doit has no dry run: say what the next run would build, why, and what it would cost."""
 
     name = "plan"
@@ -81,12 +98,14 @@ class Plan(DoitCmdBase):
             lines, code = explain_plan(control.tasks, control.selected_tasks, self.dep_manager)
         finally:
             self.dep_manager.close()
+        for warning in ProgressReporter.warnings:  # .env typos, an unknown model: before the figures
+            self.outstream.write(f"Attention : {warning}\n")
         for line in lines:
             self.outstream.write(line + "\n")
         return code
 
 
-class Reroll(DoitCmdBase):
+class Reroll(HelpOption, DoitCmdBase):
     """A deliberate re-roll of one view: a new seed recorded for it, then the reference rebuilt."""
 
     name = "reroll"
@@ -104,3 +123,48 @@ class Reroll(DoitCmdBase):
             return 1
         print(f"Nouveau tirage pour {folder} / {view} (graine {seed}) : génération…", flush=True)
         return regenerate(folder)
+
+
+class Review(HelpOption, Command):
+    """`doit review`: the review page. A command, not a task: it never holds the run lock (a cron
+    run goes on while the page is open); each regeneration it starts takes the lock like any run."""
+
+    name = "review"
+    doc_purpose = ("the review page on http://127.0.0.1:<REVIEW_PORT>: approve, hold, re-roll, retouch "
+                   "from the keyboard (Ctrl-C to stop)")
+    doc_usage = "[model=flash]"
+    doc_description = None
+    cmd_options = ()
+
+    def execute(self, params, args):
+        handle_sigterm()
+        try:
+            settings = load_settings(os.getcwd(), model_override=get_var("model"))
+            refs = discover_references(settings.photos_dir)
+        except PipelineError as exc:
+            print(f"Réglages invalides : {exc}", flush=True)
+            return 1
+        except FileNotFoundError:
+            print(f"Dossier introuvable : {load_settings(os.getcwd()).photos_dir}. Créez-le ou réglez PHOTOS_DIR.",
+                  flush=True)
+            return 1
+        for warning in settings.warnings:
+            print(f"Attention : {warning}", flush=True)
+        from ..review.server import serve  # the page's server: only when asked for
+
+        return serve(settings, refs, port=settings.review_port)
+
+
+class Forget(HelpOption, DoitForget):
+    """doit's `forget`, refusing in French to forget everything when no task is named."""
+
+    name = "forget"
+
+    def _execute(self, forget_sub, forget_disable_default, forget_all):
+        if not forget_all and self.sel_default_tasks and forget_disable_default:
+            self.dep_manager.close()
+            print("doit forget sans tâche oublierait l'état de tout le catalogue (et ferait tout refaire) : "
+                  "nommez les tâches (ex. doit forget 1_face:L100001-V09A), ou --all pour vraiment tout "
+                  "oublier.", flush=True)
+            return 1
+        return super()._execute(forget_sub, forget_disable_default, forget_all)

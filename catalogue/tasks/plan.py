@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..core.models import estimate_call_cost
 from ..core.provenance import inputs_digest, is_current
+from .reporter import count
 
 REASONS = {
     "missing_target": "image absente",
@@ -66,10 +67,17 @@ def estimated_cost(job) -> float:
     return cost
 
 
+def paid_calls(job) -> int:
+    """Gemini calls the view's build makes at most: the base image, then one per instruction."""
+    if job is None or job.config.get("generator") != "gemini":
+        return 0
+    return 1 + sum(1 for step in job.steps if step.kind == "instruction")
+
+
 def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[str], int]:
     """(lines to print, exit code). Read-only: nothing is built or recorded."""
     runs: dict[str, bool] = {}
-    lines, views, uploads, current, cost = [], 0, 0, 0, 0.0
+    lines, views, uploads, current, cost, calls = [], 0, 0, 0, 0.0, 0
     generators = set()
     for name in _dependency_order(tasks, selected):
         task = tasks[name]
@@ -95,13 +103,17 @@ def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[st
         if meta["kind"] == "view":
             views += 1
             cost += estimated_cost(job)
+            calls += paid_calls(job)
             if job:
                 generators.add(job.config["generator"])
             lines.append(f"  à générer  {meta['folder']} {meta['view']} — {'; '.join(why) or 'à faire'}")
         else:
             uploads += 1
             lines.append(f"  à envoyer  {meta['folder']} — {'; '.join(why) or 'vues modifiées depuis le dernier envoi'}")
-    gen = "/".join(sorted(generators)) or "aucun"
-    summary = (f"Plan : {views} vues à générer ({views} appels au générateur {gen}, coût estimé "
-               f"{cost:.2f} $), {uploads} références à envoyer, {current} à jour.")
+    made = count(views, "vue") + " à générer"
+    if "gemini" in generators:
+        made += f" ({count(calls, 'appel')} au générateur gemini, coût estimé {cost:.2f} $)"
+    elif views:
+        made += " (rendu local, gratuit)"
+    summary = f"Plan : {made}, {count(uploads, 'référence')} à envoyer, {current} à jour."
     return lines + [summary], 0

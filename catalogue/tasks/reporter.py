@@ -8,11 +8,18 @@ from collections import Counter
 from doit.exceptions import TaskError, UnmetDependency
 from doit.reporter import ConsoleReporter
 
+from ..core.view_state import RUN_HELD, RUN_UNCERTAIN
+
 OUTCOME_LABELS = {
     "generated": "généré",
     "cached": "repris de la réponse déjà payée",
     "uptodate": "déjà à jour",
 }
+
+
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """« 0 vue », « 1 vue », « 2 vues »: French agreement (0 and 1 take the singular)."""
+    return f"{n} {singular if n <= 1 else (plural or singular + 's')}"
 
 
 def _meta(task) -> dict:
@@ -48,8 +55,8 @@ class ProgressReporter(ConsoleReporter):
     def __init__(self, outstream, options):
         super().__init__(outstream, options)
         self.tty = hasattr(outstream, "isatty") and outstream.isatty()
-        self.total = 0
-        self.done = 0
+        self.totals = Counter()  # by kind: "view", "upload"
+        self.dones = Counter()
         self.counts = Counter()
         self.cost = 0.0
         self.failed: dict[str, list[str]] = {}
@@ -67,6 +74,8 @@ class ProgressReporter(ConsoleReporter):
     def initialize(self, tasks, selected_tasks):
         if self.announcement:
             self._line(self.announcement, "1")
+        for warning in self.warnings:
+            self._line(f"Attention : {warning}", "33")
         seen, todo = set(), list(selected_tasks)
         while todo:
             name = todo.pop()
@@ -74,23 +83,27 @@ class ProgressReporter(ConsoleReporter):
                 continue
             seen.add(name)
             todo.extend(tasks[name].task_dep)
-        self.total = sum(1 for n in seen if _meta(tasks[n]).get("kind") in ("view", "upload"))
+        self.totals = Counter(_meta(tasks[n]).get("kind") for n in seen
+                              if _meta(tasks[n]).get("kind") in ("view", "upload"))
 
     def execute_task(self, task):
         pass
 
-    def _progress(self) -> str:
-        self.done += 1
-        return f"[{self.done}/{self.total}]"
+    def _progress(self, task) -> str:
+        kind = _meta(task).get("kind")
+        if kind not in ("view", "upload"):
+            return ""
+        self.dones[kind] += 1
+        return f"[{self.dones[kind]}/{self.totals[kind]}] "
 
     def skip_uptodate(self, task):
         if _meta(task).get("kind") in ("view", "upload"):
-            self.done += 1
+            self.dones[_meta(task)["kind"]] += 1
             self.counts["uptodate"] += 1
 
     def skip_ignore(self, task):
         if _meta(task).get("kind"):
-            self._line(f"{self._progress()} {task.name} : ignoré (doit ignore)")
+            self._line(f"{self._progress(task)}{task.name} : ignoré (doit ignore)")
 
     def add_success(self, task):
         meta = _meta(task)
@@ -104,18 +117,19 @@ class ProgressReporter(ConsoleReporter):
             message = values.get("message") or "fait"
             if not message.startswith(meta["folder"]):
                 message = f"{meta['folder']} envoi : {message}"
-            self._line(f"{self._progress()} {message}")
+            self._line(f"{self._progress(task)}{message}")
             return
-        text = f"{self._progress()} {meta['folder']} {meta['view']} : {OUTCOME_LABELS.get(outcome, outcome)}"
+        text = f"{self._progress(task)}{meta['folder']} {meta['view']} : {OUTCOME_LABELS.get(outcome, outcome)}"
         if outcome != "uptodate":
             text += f" ({values.get('generator', '')}) en {values.get('seconds', 0):.1f} s"
         if values.get("cost_usd"):
             text += f", {values['cost_usd']:.3f} $"
-        if values.get("uncertain"):
-            text += f" — INCERTAIN, à vérifier : {values.get('notes')}"
         if values.get("held"):
             self.counts["held"] += 1
-            text += f" — RETENUE (pas d'envoi avant vérification) : {values['held']}"
+            text += f" — {RUN_HELD} : {values['held']}"
+        if values.get("uncertain"):
+            self.counts["uncertain"] += 1
+            text += f" — {RUN_UNCERTAIN} : {values.get('notes') or 'à vérifier'}"
         self._line(text, "33" if values.get("uncertain") or values.get("held") else None)
 
     def add_failure(self, task, fail):
@@ -129,14 +143,22 @@ class ProgressReporter(ConsoleReporter):
             return
         folder = meta.get("folder") or task.name
         what = meta.get("view") or "envoi"
+        if meta["kind"] == "check":  # check_api, approve: its message, once; no counter, no recap
+            if isinstance(fail, TaskError):
+                self.unexpected += 1
+            self.counts["checks_failed"] += 1
+            self._line(_failure_text(fail), "31")
+            return
         if _is_unmet(fail):  # the cause is reported on its own line
             self.counts["blocked"] += 1
-            self._line(f"{self._progress()} {folder} {what} : non fait (une vue dont il dépend a échoué)")
+            self._line(f"{self._progress(task)}{folder} {what} : non fait (une vue dont il dépend a échoué)")
             return
         if getattr(fail, "kind", None) == "BudgetExceeded":
             self.counts["postponed"] += 1
             self.budget_message = fail.message
-            self._line(f"{self._progress()} {folder} {what} : reporté (budget MAX_COST atteint)", "33")
+            said = ("reporté (budget MAX_COST atteint)" if "MAX_COST" in fail.message
+                    else "reporté (limite de Gemini atteinte, voir plus bas)")
+            self._line(f"{self._progress(task)}{folder} {what} : {said}", "33")
             return
         if isinstance(fail, TaskError):
             self.unexpected += 1
@@ -145,29 +167,33 @@ class ProgressReporter(ConsoleReporter):
             msg = msg[len(prefix):] if msg.startswith(prefix) else msg
         self.counts["failed"] += 1
         self.failed.setdefault(folder, []).append(f"{what} : {msg}")
-        self._line(f"{self._progress()} {folder} {what} : ÉCHEC — {msg}", "31")
+        self._line(f"{self._progress(task)}{folder} {what} : ÉCHEC — {msg}", "31")
 
     def runtime_error(self, msg):
         self._line(f"Erreur : {msg}", "31")
 
     def complete_run(self):
         c = self.counts
+        if not self.totals and not self.failed:
+            return  # only checks ran (check_api, approve): their own lines said it all
         made = c["generated"] + c["cached"]
-        summary = f"Terminé : {made} générés, {c['uptodate']} à jour, {c['failed']} échecs"
+        summary = f"Terminé : {count(made, 'générée')}, {c['uptodate']} à jour, {count(c['failed'], 'échec')}"
         extras = []
         if c["cached"]:
-            extras.append(f"dont {c['cached']} repris sans nouvel appel payant")
+            extras.append(f"dont {c['cached']} reprise{'s' if c['cached'] > 1 else ''} sans nouvel appel payant")
         if c["held"]:
-            extras.append(f"{c['held']} retenue(s) par le contrôle qualité")
+            extras.append(f"{c['held']} retenue{'s' if c['held'] > 1 else ''} par le contrôle qualité")
+        if c["uncertain"]:
+            extras.append(f"{c['uncertain']} incertaine{'s' if c['uncertain'] > 1 else ''} à vérifier")
         if c["uploaded"]:
-            extras.append(f"{c['uploaded']} références envoyées")
+            extras.append(f"{count(c['uploaded'], 'référence envoyée', 'références envoyées')}")
         if self.cost:
             extras.append(f"coût {self.cost:.2f} $")
         extras.append(f"{time.monotonic() - self.started:.1f} s")
         self._line(f"{summary} ({', '.join(extras)})", "1")
         if self.budget_message:
-            self._line(f"{self.budget_message} {c['postponed']} vue(s) reportée(s) à la prochaine "
-                       f"exécution.", "33")
+            self._line(f"{self.budget_message} {count(c['postponed'], 'vue reportée', 'vues reportées')} "
+                       f"à la prochaine exécution.", "33")
         for folder, reasons in sorted(self.failed.items()):
             for reason in reasons:
                 self._line(f"  ✗ {folder} — {reason}", "31")

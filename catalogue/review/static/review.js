@@ -1,6 +1,7 @@
 /* The review page: one row per reference, keyboard first. Plain JS, no build step.
-   Live mode talks to the JSON API of catalogue/review.py; static mode (doit report) reads the
-   embedded data and disables every action. */
+   Live mode talks to the JSON API of catalogue/review/server.py (the key is in a SameSite=Strict
+   cookie the server set); static mode (doit report) reads the embedded data and disables every
+   action. */
 (function () {
   "use strict";
 
@@ -9,6 +10,8 @@
   const VIEW_KEYS = { "1": "1_face", "2": "2_back", "3": "3_detail_logo" };
   const VIEW_NUM = { "1_face": "1", "2_back": "2", "3_detail_logo": "3" };
   const FILTERS = ["all", "todo", "held", "approved", "uploaded", "missing"];
+  const ACTIVE = ["queued", "waiting", "running"];   // a regeneration not finished yet
+  const WAITING = "en attente de l'exécution en cours";
 
   let data = null;          // the last /api/state answer (or the embedded report data)
   let current = null;       // folder of the current (focused) reference
@@ -29,7 +32,7 @@
       else if (k === "dataset") Object.assign(el.dataset, v);
       else el.setAttribute(k, v === true ? "" : v);
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === null || c === undefined || c === false) continue;
       el.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
@@ -80,7 +83,7 @@
   function visibleRows() { return rowsAll().filter(visible); }
 
   function jobFor(folder) {
-    return ((data && data.jobs) || []).find((j) => j.folder === folder && (j.state === "queued" || j.state === "running"));
+    return ((data && data.jobs) || []).find((j) => j.folder === folder && ACTIVE.includes(j.state));
   }
 
   function money(x) { return (x || 0).toFixed(x && x < 0.1 ? 3 : 2) + " $"; }
@@ -153,10 +156,13 @@
     return h("div", { class: "view", "data-view": v.view }, head, frame,
       personHeld ? h("p", { class: "reason" }, v.reason) : null,
       fails.length ? h("ul", { class: "fails" }, fails.map((c) =>
-        h("li", { title: "seuil : " + c.threshold + " — valeur : " + c.value }, h("b", {}, c.label + " : "), c.message))) : null,
+        h("li", { title: c.chip || "" }, h("b", {}, c.label + " : "), c.message))) : null,
       passes.length ? h("div", { class: "passes" }, passes.map((c) =>
-        h("span", { class: "chk", title: c.message + " (seuil : " + c.threshold + ")" }, c.label + " " + c.value))) : null,
+        h("span", { class: "chk", title: c.message, "data-check": c.name }, c.chip || c.label))) : null,
       (v.notes && v.notes.length) ? h("div", { class: "notes" }, (v.uncertain ? "INCERTAIN : " : "") + v.notes.join(" ; ")) : null,
+      (v.retouches && v.retouches.length) ? h("ul", { class: "retouches" }, v.retouches.map((r) =>
+        h("li", { class: "rt-" + r.status, title: r.why, "data-retouch": r.status },
+          "Retouche " + r.step + " " + r.status_label + " : « " + r.text + " »" + (r.cost_usd ? " · " + money(r.cost_usd) : "")))) : null,
       meta.length ? h("div", { class: "vmeta" }, meta.map((m) => h("span", {}, m))) : null,
       h("div", { class: "view-actions" },
         actionButton("Approuver", null, () => approve(row.folder, v.view), { small: true, disabled: v.state === "approved" || v.state === "uploaded" }),
@@ -174,8 +180,8 @@
       h("h2", {}, row.folder),
       h("span", { class: "badge st-" + row.state, "data-role": "state" }, row.state_label),
       row.needs_decision ? h("span", { class: "tag" }, "à décider") : null,
-      job ? h("span", { class: "tag busy" }, h("span", { class: "spinner" }), " ",
-        job.state === "running" ? "régénération en cours" : "en file d'attente") : null,
+      job ? h("span", { class: "tag busy", "data-role": "job" }, h("span", { class: "spinner" }), " ",
+        job.state === "running" ? "régénération en cours" : job.state === "waiting" ? WAITING : "en file d'attente") : null,
       h("span", { class: "meta" }, [row.generators.join(", "), row.cost_usd ? money(row.cost_usd) : null,
         row.uploaded_at ? "envoyé le " + row.uploaded_at.slice(0, 10) : null].filter(Boolean).join(" · ")),
       h("span", { class: "spacer" }),
@@ -308,9 +314,10 @@
     } catch (e) { toast(e.message, true); }
   }
 
-  async function doAdjust(folder, view, instruction, ref) {
+  async function doAdjust(folder, view, instruction, ref, later) {
     try {
-      const res = await api("POST", "/api/adjust", { folder, view, instruction, ref: ref || undefined });
+      const res = await api("POST", "/api/adjust", { folder, view, instruction, ref: ref || undefined,
+        wait_for_key: later ? true : undefined });
       noteJob(res.job);
       replaceRow(res.row);
       toast(res.message);
@@ -394,20 +401,23 @@
       h("option", { value: "" }, "aucune"), views.map((v) => h("option", { value: v }, v)));
     const text = h("textarea", { placeholder: "Ex. : rendre le logo plus net, garder exactement la couleur de la photo…",
       "aria-label": "Instruction d'ajustement", maxlength: "2000" });
+    const later = !!data.adjust_needs_key;   // no key: the instruction waits for one, said before it is written
     const submit = () => {
       const instruction = text.value.trim();
       if (!instruction) { text.focus(); return; }
       const ref = refSelect.value && refSelect.value !== chosen ? refSelect.value : null;
-      closeModal(); doAdjust(folder, chosen, instruction, ref);
+      closeModal(); doAdjust(folder, chosen, instruction, ref, later);
     };
     const box = h("div", { class: "dialog", role: "dialog", "aria-modal": "true", tabindex: "-1" },
       h("h3", {}, "Ajustement pour " + folder),
       h("p", { class: "hint" }, "Choisissez la vue (Alt+1/2/3), écrivez l'instruction, puis Ctrl+Entrée. La vue est régénérée en arrière-plan."),
+      later ? h("p", { class: "warn-key", role: "note" }, data.adjust_note) : null,
       radios, text,
       h("p", { class: "hint" }, h("label", {}, "Image de référence envoyée avec la consigne (facultatif) : ", refSelect)),
       h("div", { class: "buttons" },
         h("button", { type: "button", class: "btn", onclick: closeModal }, "Annuler", h("span", { class: "k" }, "Échap")),
-        h("button", { type: "button", class: "btn primary", onclick: submit }, "Enregistrer et régénérer", h("span", { class: "k" }, "Ctrl+Entrée"))));
+        h("button", { type: "button", class: "btn primary", onclick: submit },
+          later ? "Enregistrer (attendra une clé)" : "Enregistrer et régénérer", h("span", { class: "k" }, "Ctrl+Entrée"))));
     text.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); submit(); }
       if (ev.altKey && VIEW_KEYS[ev.key] && views.includes(VIEW_KEYS[ev.key])) {
@@ -424,8 +434,9 @@
       ["n", "prochaine référence à décider"],
       ["a", "approuver la référence (ses vues telles qu'elles sont), puis aller à la suivante à décider"],
       ["h", "retenir la référence (avec une note facultative)"],
-      ["r", "nouveau tirage d'une vue (puis 1, 2 ou 3)"],
-      ["e", "instruction d'ajustement pour une vue"],
+      ["r", "nouveau tirage d'une vue (puis 1, 2 ou 3) : un appel Gemini payant"],
+      ["e", "instruction d'ajustement pour une vue (Alt+1/2/3 choisit la vue, Ctrl+Entrée enregistre)"],
+      ["Entrée  o", "agrandir la vue de face de la référence"],
       ["1  2  3", "agrandir la vue face, dos ou détail ; dans l'agrandissement : a / h pour cette vue seule, ← → pour changer"],
       ["f", "changer le filtre (toutes, à décider, retenues…)"],
       ["Début  Fin", "première, dernière référence"],
@@ -485,14 +496,16 @@
     const bar = $("#jobbar");
     const jobs = (data && data.jobs) || [];
     const running = jobs.find((j) => j.state === "running");
+    const waiting = jobs.find((j) => j.state === "waiting");
     const queued = jobs.filter((j) => j.state === "queued");
     const lastFailed = [...jobs].reverse().find((j) => j.state === "failed" && j.ended_at && Date.now() / 1000 - j.ended_at < 60);
-    if (running || queued.length) {
-      const j = running || queued[0];
-      bar.className = "jobbar";
+    if (running || waiting || queued.length) {
+      const j = running || waiting || queued[0];
+      bar.className = "jobbar" + (j === waiting ? " waiting" : "");
       bar.replaceChildren(...[h("span", { class: "spinner" }),
-        h("b", {}, (running ? "Régénération : " : "En attente : ") + j.folder), h("span", {}, "(" + j.what + ")"),
-        h("span", { class: "log" }, j.last_line || "démarrage…"),
+        h("b", {}, (running ? "Régénération : " : waiting ? "En attente de l'exécution en cours : " : "En file d'attente : ") + j.folder),
+        h("span", {}, "(" + j.what + ")"),
+        h("span", { class: "log" }, j === waiting ? (j.message || WAITING) : (j.last_line || "démarrage…")),
         queued.length > (running ? 0 : 1) ? h("span", {}, (queued.length - (running ? 0 : 1)) + " en file d'attente") : null,
       ].filter(Boolean));
       bar.hidden = false;
@@ -519,7 +532,7 @@
     for (const j of res.jobs) {
       const before = knownJobs[j.id];
       if (before && before !== j.state && (j.state === "done" || j.state === "failed")) finished.push(j);
-      else if (before !== j.state && j.state === "running") started.push(j);
+      else if (before !== j.state && (j.state === "running" || j.state === "waiting")) started.push(j);
       knownJobs[j.id] = j.state;
     }
     renderJobs();
@@ -531,7 +544,7 @@
     }
     // rows whose job moved from queued to running: refresh their tag
     for (const j of started) { const row = rowOf(j.folder); if (row) replaceRow(row); }
-    if (res.jobs.some((j) => j.state === "queued" || j.state === "running")) schedulePoll();
+    if (res.jobs.some((j) => ACTIVE.includes(j.state))) schedulePoll();
   }
 
   // --- keyboard -------------------------------------------------------------------------------
@@ -586,7 +599,7 @@
     for (const j of data.jobs || []) knownJobs[j.id] = j.state;
     renderAll();
     renderJobs();
-    if ((data.jobs || []).some((j) => j.state === "queued" || j.state === "running")) schedulePoll();
+    if ((data.jobs || []).some((j) => ACTIVE.includes(j.state))) schedulePoll();
     document.body.dataset.ready = "1";
   }
 
