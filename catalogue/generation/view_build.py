@@ -22,6 +22,7 @@ from ..core.settings import Settings
 from ..core.views import VIEW_NAMES, VIEWS_BY_NAME
 from ..imaging.checks import check_view
 from ..imaging.decode import open_image, save_png_atomic
+from .garment_choice import resolve_style
 from .gemini import ImageRequest, nearest_aspect_ratio, prepare_image
 from .local_renderer import render_view
 from .paid_call import paid_image
@@ -112,6 +113,8 @@ def _quality(settings: Settings, job: ViewJob, image, size: tuple[int, int], dec
 def build_view(settings: Settings, job: ViewJob) -> dict:
     """Make one view; returns the values doit keeps and the progress line shows."""
     started = time.monotonic()
+    # The style image of the product's garment type (the graph load's guess, completed here).
+    job, style_record, type_notes = resolve_style(settings, job)
     digest, files = inputs_digest(job.config, job.inputs)
     if is_current(job.output, digest):
         return {"outcome": "uptodate", "seconds": 0.0}
@@ -121,6 +124,9 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
         image, info = _generate_gemini(settings, job, size)
     else:
         image, info = _render_local(settings, job, size)
+    if type_notes:  # never a silent choice across garment types
+        info["notes"] = type_notes + list(info.get("notes", []))
+        info["uncertain"] = True
     adjustments = None
     if job.steps:  # declared retouches (adjustments.toml), after generation + finishing, before QA
 
@@ -143,7 +149,7 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
         "model": info.get("model"), "seed": job.config.get("seed", 0),
         "output_sha256": sha256_bytes(png), "width": image.width, "height": image.height,
         "seconds": seconds, "created_at": now_iso(),
-        "qa": qa,
+        "qa": qa, **style_record,
         **({"adjustments": adjustments} if adjustments is not None else {}),
         **{k: v for k, v in info.items() if k != "model"},
     })

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..core.garment_types import SILHOUETTE_VERSION, TYPE_SURE as SURE
 from .masks import bbox, garment_mask, work_copy
 
-# Bump when the inference changes: cached answers (output/.state/garment_types.json) are redone.
-SILHOUETTE_VERSION = "1"
-SURE = 0.6
+# SILHOUETTE_VERSION (core.garment_types): bump it when the inference changes, cached answers
+# (output/.state/garment_types.json) are then redone.
 WORK = 480
 
 

@@ -33,10 +33,16 @@ from urllib.parse import quote
 import psycopg
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS categories (
+    id          serial PRIMARY KEY,
+    name        varchar(255) NOT NULL,
+    slug        varchar(255) NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS products (
     id          serial PRIMARY KEY,
     name        varchar(255) NOT NULL DEFAULT '',
-    reference   varchar(100) UNIQUE
+    reference   varchar(100) UNIQUE,
+    category_id integer REFERENCES categories(id)
 );
 CREATE TABLE IF NOT EXISTS images (
     id          serial PRIMARY KEY,
@@ -258,7 +264,7 @@ class PostgresCluster:
     def reset(self) -> None:
         """Empty both tables and restart their ids at 1 (a fresh shop for each test)."""
         with self.connect() as conn:
-            conn.execute("TRUNCATE images, products RESTART IDENTITY CASCADE")
+            conn.execute("TRUNCATE images, products, categories RESTART IDENTITY CASCADE")
 
     def add_product(self, reference: str | None, name: str = "", product_id: int | None = None) -> int:
         with self.connect() as conn:
@@ -270,6 +276,15 @@ class PostgresCluster:
                                    (product_id, name or f"Produit {reference}", reference)).fetchone()
                 conn.execute("SELECT setval(pg_get_serial_sequence('products', 'id'), "
                              "(SELECT max(id) FROM products))")
+            return row[0]
+
+    def set_category(self, product_id: int, name: str, slug: str) -> int:
+        """Give the product the category « name » (`slug`), created when new: the shop's
+        products.category_id -> categories(id, name, slug)."""
+        with self.connect() as conn:
+            row = conn.execute("INSERT INTO categories (name, slug) VALUES (%s, %s) ON CONFLICT (slug) "
+                               "DO UPDATE SET name = EXCLUDED.name RETURNING id", (name, slug)).fetchone()
+            conn.execute("UPDATE products SET category_id = %s WHERE id = %s", (row[0], product_id))
             return row[0]
 
     def images(self, product_id: int) -> list[dict]:
