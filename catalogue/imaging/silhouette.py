@@ -53,13 +53,23 @@ def infer_garment(img: Image.Image) -> Inference:
     small = work_copy(img.convert("RGB"), WORK)
     rgb = np.asarray(small, dtype=np.float64)
     subject = _subject(rgb)
-    if sum(subject["edges"]) > CROP_EDGES:   # the centre garment runs off the frame: a worn crop
-        return _worn(subject)
+    if sum(subject["edges"]) > CROP_EDGES and not subject["like_background"]:
+        return _worn(subject)                # the centre garment runs off the frame: a worn crop
     mask = np.asarray(garment_mask(small).mask, dtype=bool)
     box = bbox(mask)
     if box is None:
         return _worn(subject)
-    return _silhouette(mask, box)
+    # The crotch gap is narrow on a hanging pair of trousers: the mask's closing may fill it, so the
+    # rows are read on the raw difference from the background too, and the larger count wins.
+    raw = subject["unlike_background"] & _box_mask(mask.shape, box)
+    return max((_silhouette(m, box) for m in (mask, raw)), key=lambda inf: (inf.family == "bottoms", inf.confidence))
+
+
+def _box_mask(shape, box) -> np.ndarray:
+    out = np.zeros(shape, dtype=bool)
+    x0, y0, x1, y1 = box
+    out[y0:y1, x0:x1] = True
+    return out
 
 
 # Sum over the four edges of the share of edge pixels in the centre garment's colour above which
@@ -77,7 +87,32 @@ def _subject(rgb: np.ndarray) -> dict:
     k = max(1, h // 50)
     edges = (float(close[:k].mean()), float(close[-k:].mean()),
              float(close[:, :k].mean()), float(close[:, -k:].mean()))
-    return {"profile": close.mean(axis=1), "edges": edges}
+    border = np.concatenate([rgb[:k].reshape(-1, 3), rgb[-k:].reshape(-1, 3), rgb[:, :k].reshape(-1, 3),
+                             rgb[:, -k:].reshape(-1, 3)])
+    background = np.median(border, axis=0)
+    noise = float(np.median(np.sqrt(((border - background) ** 2).sum(axis=1))))
+    unlike = np.sqrt(((rgb - background) ** 2).sum(axis=2)) > max(18.0, 3.0 * noise)
+    return {"profile": close.mean(axis=1), "edges": edges, "unlike_background": unlike,
+            # a cream garment on an off-white sheet: "its colour on the edges" is the background's
+            "like_background": float(np.sqrt(((colour - background) ** 2).sum())) < 25.0}
+
+
+def _crotch_run(crop: np.ndarray, bw: int, cx: float) -> int:
+    """Rows, from the hem up, with background at the middle between two sizeable runs (a few misses
+    allowed): the crotch gap of a pair of trousers is one tall slit, not scattered holes."""
+    bh = crop.shape[0]
+    run = misses = 0
+    for r in range(int(0.97 * bh), int(0.3 * bh), -1):
+        runs = [(a, b) for a, b in _runs(crop[r]) if b - a >= 0.04 * bw]
+        ok = any(a1 <= cx + 0.15 * bw and b0 >= cx - 0.15 * bw and a1 - a0 >= 0.18 * bw and b1 - b0 >= 0.18 * bw
+                 for (a0, a1), (b0, b1) in zip(runs, runs[1:]))
+        if ok:
+            run, misses = run + 1 + misses, 0
+        elif run:
+            misses += 1
+            if misses > max(2, bh // 60):
+                break
+    return run
 
 
 def _runs(row: np.ndarray) -> list[tuple[int, int]]:
@@ -103,6 +138,7 @@ def _silhouette(mask: np.ndarray, box: tuple[int, int, int, int]) -> Inference:
                 gaps += 1
                 break
     legs = gaps / rows if rows else 0.0
+    legs = min(legs, 2.0 * _crotch_run(crop, bw, cx) / max(1, int(0.47 * bh)) if legs else 0.0)
     aspect = bh / bw
     # Score in -1 (top) .. 1 (bottom): the legs first, the shape a little.
     score = 2.2 * (legs - 0.2) + 0.35 * np.clip(aspect - 1.35, -1, 1)
