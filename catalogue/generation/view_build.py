@@ -117,7 +117,7 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
     job, style_record, type_notes = resolve_style(settings, job)
     digest, files = inputs_digest(job.config, job.inputs)
     if is_current(job.output, digest):
-        return {"outcome": "uptodate", "seconds": 0.0}
+        return {"outcome": "uptodate", "seconds": 0.0, "style": str(job.style)}
 
     size = output_size(settings, job.style)
     if job.config["generator"] == "gemini":
@@ -157,4 +157,4 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
     return {"outcome": "cached" if info.get("from_cache") else "generated", "seconds": seconds,
             "cost_usd": info.get("cost_usd", 0.0), "uncertain": bool(info.get("uncertain")),
             "notes": "; ".join(info.get("notes", [])), "generator": info["generator"],
-            "held": "; ".join(held)}
+            "held": "; ".join(held), "style": str(job.style)}

@@ -7,8 +7,12 @@ graph in dependency order and applies both rules, exactly as the run will.
 
 from __future__ import annotations
 
+import os
+
+from ..core.garment_types import REFS_TYPES_FILE, TYPE_SURE, ImageTypes, label, needs_type
 from ..core.models import estimate_call_cost
 from ..core.provenance import inputs_digest, is_current
+from ..core.settings import load_settings
 
 REASONS = {
     "missing_target": "image absente",
@@ -71,14 +75,9 @@ def _garment_types(tasks: dict, order: list[str]):
     categories read again in one query and recorded, types nobody declared inferred and cached, so
     the next run rebuilds exactly the products whose type changed. Heavy imports: only here.
     Returns ({task: (job, style record, uncertain notes)}, lines about the style images' types)."""
-    import os
-
-    from ..core.garment_types import needs_type
-    from ..core.settings import load_settings
     jobs = {n: tasks[n].meta["job"] for n in order if (tasks[n].meta or {}).get("job") is not None}
     if not any(needs_type(j.style_pool) for j in jobs.values()):
         return {}, []
-    from ..core.garment_types import ImageTypes, REFS_TYPES_FILE, label
     from ..generation.garment_choice import infer_image, prefetch_categories, resolve_style
     settings = load_settings(os.getcwd())
     note = prefetch_categories(settings, sorted({j.folder for j in jobs.values() if j.style_pool}))
@@ -90,7 +89,7 @@ def _garment_types(tasks: dict, order: list[str]):
                 seen.add(s.path)
                 entry = infer_image(settings, types, s.path) or {}
                 rel = s.path.relative_to(settings.refs_dir).as_posix()
-                sure = "" if entry.get("confidence", 0) >= 0.6 else ", incertain"
+                sure = "" if entry.get("confidence", 0) >= TYPE_SURE else ", incertain"
                 lines.append(f'  "{rel}" = "{label(entry.get("family"))}"   # déduit : {entry.get("reason", "?")}{sure}')
     if lines:
         lines = [f"Types des références de style déduits de l'image (à corriger une fois pour toutes en copiant "

@@ -86,14 +86,15 @@ def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, sty
     if choice is None:
         return {**task, "actions": [(fail_action, [styles.missing_message(view.name)])]}
     style = choice.path
-    # Types still unknown (a product never built, a style image never looked at): the build decides,
-    # so every image it may pick is a dependency until the caches know (then exactly the chosen one).
-    pending = ()
+    # The product's type may change without any file changing (its category edited in the shop):
+    # every image of the view is a dependency (an edited style image is looked at again), and the
+    # image the build used (kept in doit's values) must be the one the caches now point to.
+    # Unknown types (a product never built): the build decides, nothing to compare yet.
+    pending, expected = (), None
     if needs_type(pool):
-        family = garment.family if garment else None
-        pending = tuple(s.path for s in pool if s.path != style and (s.family is None or family is None))
-    if steps is not None and steps.problem:  # adjustments.toml malformed or inconsistent
-        return {**task, "actions": [(fail_action, [steps.problem])]}
+        pending = tuple(s.path for s in pool if s.path != style)
+        known = garment is not None and all(s.family is not None for s in pool)
+        expected = str(style) if known else None
     anchored = kw["generator"] == "gemini" and view.anchor is not None
     config = {**kw, "seed": ref.seed(view.name)} if kw["generator"] == "gemini" else kw
     planned = steps.steps if steps is not None else ()
@@ -110,7 +111,13 @@ def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, sty
             "file_dep": list(dict.fromkeys(str(p) for p in (*job.inputs.values(), *pending))),
             "targets": [str(job.output), str(job.output.with_suffix(".json"))],
             "actions": [(run_action, ["view", f"{ref.folder} {view.name}", settings, _build_view, settings, job])],
-            "uptodate": [config_changed(config)]}
+            "uptodate": [config_changed(config)] + ([(style_unchanged, [expected])] if expected else [])}
+
+
+def style_unchanged(task, values, expected: str) -> bool:
+    """doit uptodate: the style image the last build used (its returned `style`) is the one the
+    product's garment type now points to."""
+    return values.get("style") == expected
 
 
 def view_tasks(settings: Settings, refs: list[Reference]):
