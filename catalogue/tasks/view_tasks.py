@@ -85,6 +85,8 @@ def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, sty
     choice = styles.choose(view.name, ref.folder, garment.family if garment else None)
     if choice is None:
         return {**task, "actions": [(fail_action, [styles.missing_message(view.name)])]}
+    if steps is not None and steps.problem:  # adjustments.toml malformed or inconsistent
+        return {**task, "actions": [(fail_action, [steps.problem])]}
     style = choice.path
     # The product's type may change without any file changing (its category edited in the shop):
     # every image of the view is a dependency (an edited style image is looked at again), and the
