@@ -6,7 +6,8 @@
 writes, under ROOT (default: the repository root):
 
   photos/<folder>/face.jpg, back.jpg   synthetic phone photos of garments (JPEG, EXIF "Apple iPhone")
-  refs/1_face.png, 2_back.png, 3_detail_logo.png   house-style references (flat lay on #F3F3F3)
+  refs/tops/, refs/bottoms/{1_face,2_back,3_detail_logo}.png   house-style references, one family
+                                       per garment type (flat lay on #F3F3F3)
 
 Everything is drawn procedurally with Pillow + numpy from fixed seeds, so the output is the same
 on every run (byte-identical with the same library versions). Nothing is copied from the shop's
@@ -411,6 +412,62 @@ def shorts(colour, logo: str | None) -> Garment:
     return Garment(colour, parts, seams, stitches, openings, kind="flat")
 
 
+def trousers(colour, view: str, logo: str | None) -> Garment:
+    """Cargo trousers: waistband with loops, fly or back pockets, a cargo pocket with a badge on the
+    thigh, cuffed hems; the crotch at v = 1.05, the hem at v = 3.25."""
+    legs = [(-1.0, 0.16), (1.0, 0.16), (1.06, 0.8), (1.0, 1.9), (0.92, 3.12), (0.12, 3.12), (0.03, 1.05),
+            (-0.03, 1.05), (-0.12, 3.12), (-0.92, 3.12), (-1.0, 1.9), (-1.06, 0.8)]
+    parts = [Part("legs", legs, puff=0.16, texture="twill"),
+             Part("waistband", rect(-1.0, 0.0, 1.0, 0.18), tone=0.96, texture="twill", puff=0.04)]
+    for side in (-1, 1):
+        flip = (lambda p: p) if side == 1 else mirror
+        parts.append(Part("hem", flip([(-0.93, 3.08), (-0.11, 3.08), (-0.1, 3.26), (-0.94, 3.26)]),
+                          tone=0.93, texture="rib", puff=0.04))
+    for u in (-0.82, -0.4, 0.4, 0.82):
+        parts.append(Part("loop", rect(u - 0.04, -0.01, u + 0.04, 0.22), tone=1.02, texture="twill",
+                          puff=0.015, rounding=1))
+    seams = [[(-1.0, 0.17), (1.0, 0.17)], [(-1.06, 0.2), (-0.93, 3.1)], [(1.06, 0.2), (0.93, 3.1)],
+             [(0.0, 0.18), (0.0, 1.05)]]
+    stitches: list[Poly] = []
+    openings: list[Poly] = []
+    if view == "face":
+        parts.append(Part("button", ellipse(0.06, 0.09, 0.035, 0.035, 16), colour=(60, 56, 50),
+                          texture="metal", puff=0.01, rounding=0))
+        parts.append(Part("cargo", rect(0.48, 1.35, 0.98, 1.95), tone=1.0, texture="twill", puff=0.05, lift=0.7))
+        parts.append(Part("flap", rect(0.46, 1.3, 1.0, 1.45), tone=0.98, texture="twill", puff=0.03))
+        stitches.append(bezier((0.02, 0.2), (0.16, 0.5), (0.02, 0.8)))
+        openings += [bezier((-0.62, 0.18), (-0.9, 0.32), (-1.04, 0.6)),
+                     bezier((0.62, 0.18), (0.9, 0.32), (1.04, 0.6))]
+        if logo:
+            parts.extend(badge(0.73, 1.66, 0.2, 0.14, logo))
+    else:
+        for side in (-1, 1):                       # two flap back pockets
+            parts.append(Part("back_pocket", rect(side * 0.2 if side > 0 else -0.8, 0.4,
+                                                  0.8 if side > 0 else -0.2, 0.95), tone=1.0,
+                              texture="twill", puff=0.04, lift=0.6))
+            parts.append(Part("back_flap", rect(side * 0.18 if side > 0 else -0.82, 0.36,
+                                                0.82 if side > 0 else -0.18, 0.5), tone=0.97,
+                              texture="twill", puff=0.03))
+        seams.append(bezier((-1.03, 0.45), (0, 0.6), (1.03, 0.45)))   # back yoke
+
+    def narrow(poly: Poly) -> Poly:   # drawn 1 unit per hip side, worn slimmer
+        return [(0.8 * u, v) for u, v in poly]
+    for part in parts:
+        part.poly = narrow(part.poly)
+    return Garment(colour, parts, [narrow(p) for p in seams], [narrow(p) for p in stitches],
+                   [narrow(p) for p in openings], kind="flat")
+
+
+def trouser_hanger(garment: Garment) -> Garment:
+    """The trousers hung by their waistband from a clip hanger: bar and two clips in front."""
+    bar = Part("bar", _thicken([(-1.05, -0.04), (1.05, -0.04)], 0.04), colour=(150, 150, 148),
+               texture="metal", puff=0.01, rounding=0, lift=0.6)
+    clips = [Part("clip", rect(u - 0.07, -0.08, u + 0.07, 0.14), colour=(120, 118, 112), texture="metal",
+                  puff=0.01, rounding=1) for u in (-0.78, 0.78)]
+    return Garment(garment.colour, list(garment.parts) + [bar] + clips, garment.seams, garment.stitches,
+                   garment.openings, garment.kind, garment.sheen)
+
+
 def hanger_hook(peg: str) -> list[Part]:
     """The visible top of a wire hanger: its hook, hung on a wall peg or a window handle."""
     hook = [(0.0, -0.02), (0.0, -0.3)] + bezier((0.0, -0.3), (0.0, -0.62), (-0.12, -0.62), 8)[1:] + \
@@ -732,6 +789,7 @@ OLIVE_KHAKI = (92, 94, 66)
 CREAM = (236, 229, 212)
 SLATE = (88, 104, 120)
 BOTTLE_GREEN = (30, 74, 56)
+SAND = (176, 156, 118)
 REF_GREY = (150, 152, 154)
 
 
@@ -808,13 +866,21 @@ def sample_photos() -> dict[str, Image.Image | tuple[Image.Image, int]]:
     out["H400020-V12/back.jpg"] = photo("H400020-V12/back", hoodie(BOTTLE_GREEN, "back", None),
                                         Pose(cx=470, cy=470, scale=170, angle=-1.0), "window",
                                         hanger=True, **win)
+    # T500040-V02: sand cargo trousers on a clip hanger against the wall, face and back.
+    trouser_pose = dict(scale=240, wobble=0.01)
+    out["T500040-V02/face.jpg"] = photo("T500040-V02/face", trouser_hanger(trousers(SAND, "face", "compass")),
+                                        Pose(cx=452, cy=215, angle=0.6, **trouser_pose), "wall", hanger=True)
+    out["T500040-V02/back.jpg"] = photo("T500040-V02/back", trouser_hanger(trousers(SAND, "back", None)),
+                                        Pose(cx=448, cy=220, angle=-0.5, **trouser_pose), "wall", hanger=True)
     return out
 
 
-def house_reference(view: str) -> Image.Image:
+def house_reference(view: str, family: str = "tops") -> Image.Image:
     """A house-style reference: a grey sweatshirt laid flat on exact #F3F3F3, soft contact shadow."""
-    rng = np.random.default_rng(seed_of("ref/" + view))
+    rng = np.random.default_rng(seed_of("ref/" + view + ("" if family == "tops" else "/" + family)))
     w, h = REF_SIZE
+    if family == "bottoms":
+        return _bottoms_reference(view, rng)
     garment = crew(REF_GREY, "face" if view != "back" else "back", "red" if view != "back" else None,
                    sleeves="long", texture="knit", logo_at=(0.0, 0.48))
     if view == "detail":
@@ -826,6 +892,26 @@ def house_reference(view: str) -> Image.Image:
         scale = 0.75 * w / 2.9
         pose = Pose(cx=w / 2, cy=h / 2 - 1.1 * scale, scale=scale, wobble=0.006)
         gains = dict(fold_gain=0.8, mottle=0.01)
+    return _flat_lay(garment, pose, rng, gains)
+
+
+def _bottoms_reference(view: str, rng: np.random.Generator) -> Image.Image:
+    """The house style for bottoms: grey trousers laid flat, legs straight, on exact #F3F3F3."""
+    w, h = REF_SIZE
+    garment = trousers(REF_GREY, "face" if view != "back" else "back", "red" if view != "back" else None)
+    if view == "detail":   # close crop on the thigh's cargo pocket and its badge
+        scale = 700
+        pose = Pose(cx=w / 2 - 0.8 * 0.73 * scale, cy=h * 0.5 - 1.62 * scale, scale=scale, wobble=0.004)
+        gains = dict(fold_gain=0.35, mottle=0.006)
+    else:                  # the trousers about 86 % of the height, centred
+        scale = 0.86 * h / 3.26
+        pose = Pose(cx=w / 2, cy=h / 2 - 1.63 * scale, scale=scale, wobble=0.006)
+        gains = dict(fold_gain=0.8, mottle=0.01)
+    return _flat_lay(garment, pose, rng, gains)
+
+
+def _flat_lay(garment: Garment, pose: Pose, rng: np.random.Generator, gains: dict) -> Image.Image:
+    w, h = REF_SIZE
     garment.kind = "flat"
     rgb, alpha = render_garment(garment, pose, REF_SIZE, rng, light=(-0.1, -0.5, 0.86),
                                 shadow_fill=0.6, texture_gain=0.0, **gains)   # smooth: small PNGs
@@ -839,8 +925,13 @@ def house_reference(view: str) -> Image.Image:
 
 
 def sample_refs() -> dict[str, Image.Image]:
-    return {"1_face.png": house_reference("face"), "2_back.png": house_reference("back"),
-            "3_detail_logo.png": house_reference("detail")}
+    """One family of house-style references per garment type: refs/tops/, refs/bottoms/."""
+    out = {}
+    for family in ("tops", "bottoms"):
+        out.update({f"{family}/1_face.png": house_reference("face", family),
+                    f"{family}/2_back.png": house_reference("back", family),
+                    f"{family}/3_detail_logo.png": house_reference("detail", family)})
+    return out
 
 
 # --------------------------------------------------------------------------------------------

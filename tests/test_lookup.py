@@ -65,7 +65,8 @@ def test_query_is_parameterised(pg, tmp_path):
 
 
 def test_connection_is_read_only(pg, tmp_path, monkeypatch):
-    monkeypatch.setattr(lookup, "QUERY", "INSERT INTO products (name, reference) VALUES ('x', %s) RETURNING id, reference")
+    monkeypatch.setattr(lookup, "QUERY", "WITH i AS (INSERT INTO products (name, reference) VALUES ('x', (%s::text[])[1]) "
+                                         "RETURNING id, reference) SELECT id, reference, NULL, NULL FROM i LIMIT %s")
     with pytest.raises(UploadError, match="read-only"):
         resolve_product_id(settings_for(tmp_path, DATABASE_URL=pg.url), "NEW-REF")
     with psycopg.connect(pg.url) as conn:

@@ -17,7 +17,7 @@ SIZE = (432, 592)
 
 def _render(folder: str, name: str = "face.jpg", view: str = "1_face"):
     photo = open_image(REPO / "photos" / folder / name, max_pixels=60_000_000, max_side=1200)
-    style = open_image(REPO / "refs" / f"{view}.png", max_pixels=60_000_000)
+    style = open_image(REPO / "refs" / "tops" / f"{view}.png", max_pixels=60_000_000)
     return render_view(view, photo, style, out_size=SIZE)
 
 
@@ -48,7 +48,7 @@ def test_clean_cutouts_are_not_flagged(folder):
 def test_a_light_garment_on_a_light_wall_is_left_alone(tmp_path):
     img = Image.new("RGB", (600, 800), (226, 224, 220))
     ImageDraw.Draw(img).rectangle([150, 150, 450, 650], fill=(200, 198, 195))
-    style = open_image(REPO / "refs" / "1_face.png", max_pixels=60_000_000)
+    style = open_image(REPO / "refs" / "tops" / "1_face.png", max_pixels=60_000_000)
     result = render_view("1_face", img, style, out_size=SIZE)
     assert not any("ombre sur le mur" in n for n in result.notes)
 
@@ -59,10 +59,10 @@ def _detail(photo: Image.Image, tmp_path):
     """1_face then 3_detail_logo of `photo`, as the pipeline makes them (the detail from the photo)."""
     from catalogue.generation.local_renderer import FacePhoto
 
-    style = open_image(REPO / "refs" / "1_face.png", max_pixels=60_000_000)
+    style = open_image(REPO / "refs" / "tops" / "1_face.png", max_pixels=60_000_000)
     work = photo.resize((900, round(900 * photo.height / photo.width)), Image.LANCZOS)
     face = render_view("1_face", work, style, out_size=SIZE).image
-    detail_style = open_image(REPO / "refs" / "3_detail_logo.png", max_pixels=60_000_000)
+    detail_style = open_image(REPO / "refs" / "tops" / "3_detail_logo.png", max_pixels=60_000_000)
     with_photo = render_view("3_detail_logo", face, detail_style, out_size=SIZE,
                              photo=FacePhoto(work=work, full=photo, face_style=style))
     from_face = render_view("3_detail_logo", face, detail_style, out_size=SIZE)  # before: a crop of the face
@@ -134,7 +134,7 @@ def test_the_pipeline_cuts_the_detail_from_the_photo(samples_project):
     samples_project.doit("3_detail_logo:SI-8015-V0029", check=True)
     import json
     side = json.loads((samples_project.output / "SI-8015-V0029" / "3_detail_logo.json").read_text())
-    assert side["metrics"]["from_photo"] and "photo" in side["inputs"] and "face_style" in side["inputs"]
+    assert side["metrics"]["from_photo"] and "photo" in side["inputs"]
     assert any("logo repéré en haut à gauche" in n for n in side["notes"])  # the sleeve badge
     arr = np.asarray(Image.open(samples_project.output / "SI-8015-V0029" / "3_detail_logo.png").convert("RGB")).astype(int)
     assert (np.abs(arr - (215, 200, 40)).max(-1) < 50).sum() > 200  # its yellow dot

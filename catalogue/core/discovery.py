@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .garment_types import ImageTypes, StyleChoice, StyleImage, choose_style, family_of, read_refs_types
 from .views import IMAGE_SUFFIXES, PHOTO_NAMES, VIEWS
 
 # Folder names become doit task names: '=' would be read as a doit variable, ':' splits task
@@ -121,39 +122,73 @@ def discover_references(photos_dir: Path) -> list[Reference]:
 # --- style references -------------------------------------------------------------------------
 
 def _style_candidates(refs_dir: Path, names: tuple[str, ...]) -> list[Path]:
-    """The style images for one view: a file `refs/<name>.*`, else the images of `refs/<name>/`."""
+    """The style images for one view: a file `refs/<name>.*` and the images of a folder
+    `refs/<name>/` (the shop keeps its main reference beside a folder of alternatives)."""
     files = _image_files(refs_dir)
-    for name in names:
-        if name.lower() in files:
-            return [files[name.lower()]]
+    found = [files[name.lower()] for name in names if name.lower() in files][:1]
     try:
         subdirs = {e.name.lower(): Path(e.path) for e in os.scandir(refs_dir) if e.is_dir()}
     except OSError:
-        return []
+        return found
     for name in names:
         if name.lower() in subdirs:
             images = sorted(_image_files(subdirs[name.lower()]).values(), key=lambda p: p.name)
             if images:
-                return images
-    return []
+                return found + images
+    return found
+
+
+def _family_dirs(refs_dir: Path) -> dict[str, Path]:
+    """refs/tops/, refs/bottoms/ (also hauts/, bas/…): one family of style references per type."""
+    out: dict[str, Path] = {}
+    try:
+        entries = sorted(os.scandir(refs_dir), key=lambda e: e.name)
+    except OSError:
+        return out
+    for entry in entries:
+        fam = family_of(entry.name) if entry.is_dir() and not entry.name.startswith((".", "_")) else None
+        if fam and fam not in out and not any(entry.name.lower() in v.ref_names for v in VIEWS):
+            out[fam] = Path(entry.path)
+    return out
 
 
 class StyleRefs:
-    """The style references of REFS_DIR, listed once per run."""
+    """The style references of REFS_DIR, listed once per run, each with its garment type when
+    known: its family folder (refs/tops/…), refs/types.toml, or a type inferred earlier
+    (`image_types`, output/.state/garment_types.json)."""
 
-    def __init__(self, refs_dir: Path):
+    def __init__(self, refs_dir: Path, image_types: ImageTypes | None = None):
         self.refs_dir = refs_dir
-        self._candidates = {v.name: _style_candidates(refs_dir, v.ref_names) for v in VIEWS}
+        self.declared, self.problem = read_refs_types(refs_dir)
+        self.family_dirs = _family_dirs(refs_dir)
+        self.pools: dict[str, tuple[StyleImage, ...]] = {}
+        for v in VIEWS:
+            pool = [StyleImage(p, fam, "folder") for fam, d in self.family_dirs.items()
+                    for p in _style_candidates(d, v.ref_names)]
+            for p in _style_candidates(refs_dir, v.ref_names):
+                pool.append(self._typed(p, image_types))
+            self.pools[v.name] = tuple(pool)
 
-    def for_view(self, view: str, folder: str) -> Path | None:
-        """The style reference of `view` for `folder`: one of several, chosen from the folder name
-        (stable across runs and machines, never random)."""
-        candidates = self._candidates.get(view) or []
-        if not candidates:
-            return None
-        # Rendezvous hashing: adding an image to the folder moves only the references that pick
-        # the new one (about 1 in n+1), so the others are not regenerated and paid again.
-        return max(candidates, key=lambda p: hashlib.sha256(f"{folder}\0{p.name}".encode()).digest())
+    def _typed(self, path: Path, image_types: ImageTypes | None) -> StyleImage:
+        rel = path.relative_to(self.refs_dir).as_posix().lower()
+        if rel in self.declared:
+            return StyleImage(path, self.declared[rel], "declared")
+        entry = image_types.lookup(path, hash_missing=True) if image_types is not None else None
+        if entry:
+            return StyleImage(path, entry["family"], "inferred")
+        return StyleImage(path, None, "")
+
+    def pool(self, view: str) -> tuple[StyleImage, ...]:
+        return self.pools.get(view, ())
+
+    def choose(self, view: str, folder: str, family: str | None) -> StyleChoice | None:
+        return choose_style(self.pool(view), folder, family, view)
+
+    def for_view(self, view: str, folder: str, family: str | None = None) -> Path | None:
+        """The style reference of `view` for `folder` (of type `family`): one of several, chosen
+        from the folder name (stable across runs and machines, never random)."""
+        choice = self.choose(view, folder, family)
+        return choice.path if choice else None
 
     def missing_message(self, view: str) -> str:
         names = next(v.ref_names for v in VIEWS if v.name == view)

@@ -24,6 +24,14 @@ class ViewJob:
     steps: tuple = ()        # declared retouches (generation.retouch_steps.PlannedStep), applied after generation
     step_inputs: tuple = ()  # ((role, path), ...): the steps' reference images
     extra_inputs: tuple = ()  # ((role, path), ...): e.g. the local detail's photo and face style reference
+    # The garment type (core.garment_types): the product's front photo, every style image of the
+    # view with its type as known at graph load, the product's type as known then (TypeChoice or
+    # None) and the choice made from them (StyleChoice). The build completes what is unknown.
+    photo: Path | None = None
+    style_pool: tuple = ()
+    garment: object = None
+    style_choice: object = None
+    pending_deps: tuple = ()  # style images the build may still pick (types unknown at graph load)
 
     @property
     def base_inputs(self) -> dict[str, Path]:

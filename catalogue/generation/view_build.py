@@ -17,11 +17,12 @@ from PIL import Image
 
 from ..core.files import sha256_bytes
 from ..core.jobs import ViewJob
-from ..core.provenance import inputs_digest, is_current, now_iso, write_sidecar
+from ..core.provenance import inputs_digest, is_current, now_iso, read_sidecar, write_sidecar
 from ..core.settings import Settings
 from ..core.views import VIEW_NAMES, VIEWS_BY_NAME
 from ..imaging.checks import check_view
 from ..imaging.decode import open_image, save_png_atomic
+from .garment_choice import resolve_style
 from .gemini import ImageRequest, nearest_aspect_ratio, prepare_image
 from .local_renderer import FacePhoto, render_view
 from .paid_call import paid_image
@@ -67,18 +68,24 @@ def _render_local(settings: Settings, job: ViewJob, size: tuple[int, int]):
     style = open_image(job.style, max_pixels=settings.max_pixels, what="la référence de style", max_side=1600)
     extra = dict(job.extra_inputs)
     photo = None
-    if "photo" in extra:  # the detail: the front photo decoded as for 1_face, and at full resolution
-        face_style = open_image(extra["face_style"], max_pixels=settings.max_pixels, what="la référence de style",
-                                max_side=1600)
+    face_style = _style_used(job.source) if "photo" in extra else None
+    if face_style is not None:  # the detail: the front photo decoded as for 1_face, and at full resolution
         work = open_image(extra["photo"], max_pixels=settings.max_pixels,
-                          max_side=_work_side(output_size(settings, extra["face_style"])))
+                          max_side=_work_side(output_size(settings, face_style)))
         full = open_image(extra["photo"], max_pixels=settings.max_pixels)
-        photo = FacePhoto(work=work, full=full, face_style=face_style)
+        photo = FacePhoto(work=work, full=full, face_style=open_image(
+            face_style, max_pixels=settings.max_pixels, what="la référence de style", max_side=1600))
     result = render_view(job.view, source, style, out_size=size, photo=photo)
     return result.image, {"decoded": {job.source: source, job.style: style}, "generator": "local",
                           "uncertain": result.uncertain, "notes": list(result.notes),
                           "metrics": result.metrics, "from_cache": False, "cost_usd": 0.0,
                           "input_tokens": 0, "output_tokens": 0}
+
+
+def _style_used(view_png: Path) -> Path | None:
+    """The style reference the finished view `view_png` was made with (its sidecar), if still there."""
+    raw = (((read_sidecar(view_png) or {}).get("inputs") or {}).get("style") or {}).get("path")
+    return Path(raw) if raw and Path(raw).is_file() else None
 
 
 def _work_side(size: tuple[int, int]) -> int:
@@ -126,15 +133,20 @@ def _quality(settings: Settings, job: ViewJob, image, size: tuple[int, int], dec
 def build_view(settings: Settings, job: ViewJob) -> dict:
     """Make one view; returns the values doit keeps and the progress line shows."""
     started = time.monotonic()
+    # The style image of the product's garment type (the graph load's guess, completed here).
+    job, style_record, type_notes = resolve_style(settings, job)
     digest, files = inputs_digest(job.config, job.inputs)
     if is_current(job.output, digest):
-        return {"outcome": "uptodate", "seconds": 0.0}
+        return {"outcome": "uptodate", "seconds": 0.0, "style": str(job.style)}
 
     size = output_size(settings, job.style)
     if job.config["generator"] == "gemini":
         image, info = _generate_gemini(settings, job, size)
     else:
         image, info = _render_local(settings, job, size)
+    if type_notes:  # never a silent choice across garment types
+        info["notes"] = type_notes + list(info.get("notes", []))
+        info["uncertain"] = True
     adjustments = None
     if job.steps:  # declared retouches (adjustments.toml), after generation + finishing, before QA
 
@@ -157,7 +169,7 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
         "model": info.get("model"), "seed": job.config.get("seed", 0),
         "output_sha256": sha256_bytes(png), "width": image.width, "height": image.height,
         "seconds": seconds, "created_at": now_iso(),
-        "qa": qa,
+        "qa": qa, **style_record,
         **({"adjustments": adjustments} if adjustments is not None else {}),
         **{k: v for k, v in info.items() if k != "model"},
     })
@@ -165,4 +177,4 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
     return {"outcome": "cached" if info.get("from_cache") else "generated", "seconds": seconds,
             "cost_usd": info.get("cost_usd", 0.0), "uncertain": bool(info.get("uncertain")),
             "notes": "; ".join(info.get("notes", [])), "generator": info["generator"],
-            "held": "; ".join(held)}
+            "held": "; ".join(held), "style": str(job.style)}

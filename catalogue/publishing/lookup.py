@@ -21,11 +21,15 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from ..core.errors import UploadError
+from ..core.garment_types import ProductTypes
 
 CONNECT_TIMEOUT = 5  # seconds
 
-QUERY = ("SELECT id, reference FROM products "
-         "WHERE replace(reference, '/', '-') = %s ORDER BY id LIMIT 10")
+# The product's category comes with its id, in the same read (the garment type: see
+# core/garment_types.py); `= ANY(%s)` serves one folder (an upload) and all of them (`doit plan`).
+QUERY = ("SELECT p.id, p.reference, c.name, c.slug FROM products p "
+         "LEFT JOIN categories c ON c.id = p.category_id "
+         "WHERE replace(p.reference, '/', '-') = ANY(%s) ORDER BY p.id LIMIT %s")
 
 
 def folder_of(reference: str) -> str:
@@ -36,7 +40,10 @@ def folder_of(reference: str) -> str:
 def resolve_product_id(settings, folder: str) -> tuple[int, str]:
     """(product_id, reference as stored) for an output folder, or UploadError in French."""
     if settings.database_url:
-        candidates = _from_database(settings.database_url, folder)
+        rows = _from_database(settings.database_url, [folder])
+        candidates = [(pid, ref) for pid, ref, _ in rows]
+        if len(rows) == 1:  # the category read with it: a changed type rebuilds the views next run
+            ProductTypes(settings.state_dir).record_categories({folder: rows[0][2]})
     elif settings.products_map:
         candidates = _from_map(Path(settings.products_map), folder)
     else:
@@ -79,7 +86,18 @@ def _scrub(text: str, url: str) -> str:
     return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
-def _from_database(url: str, folder: str) -> list[tuple[int, str]]:
+def categories(settings, folders: list[str]) -> dict[str, dict | None]:
+    """{folder: {"name", "slug"} or None} of the products of `folders` (one read-only query);
+    folders matching no product, or several, are left out. UploadError when the base is unreachable."""
+    rows = _from_database(settings.database_url, sorted(set(folders)), limit=10 * len(set(folders)) + 10)
+    found: dict[str, list] = {}
+    for _pid, ref, cat in rows:
+        found.setdefault(folder_of(ref), []).append(cat)
+    return {f: cats[0] for f, cats in found.items() if len(cats) == 1}
+
+
+def _from_database(url: str, folders: list[str], limit: int = 10) -> list[tuple[int, str, dict | None]]:
+    folder = folders[0] if len(folders) == 1 else f"{len(folders)} références"
     where = describe_url(url)
     try:
         params = conninfo_to_dict(url)
@@ -92,7 +110,7 @@ def _from_database(url: str, folder: str) -> list[tuple[int, str]]:
         with psycopg.connect(url, **kwargs) as conn:
             conn.read_only = True              # SET TRANSACTION READ ONLY: this code never writes
             with conn.cursor() as cur:
-                cur.execute(QUERY, (folder,))
+                cur.execute(QUERY, (list(folders), limit))
                 rows = cur.fetchall()
             conn.rollback()
     except psycopg.OperationalError as exc:
@@ -104,7 +122,8 @@ def _from_database(url: str, folder: str) -> list[tuple[int, str]]:
         detail = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
         raise UploadError(f"{folder} : la recherche du produit a échoué dans la base ({where}) : {detail}",
                           reference=folder) from None
-    return [(int(pid), ref) for pid, ref in rows]
+    return [(int(pid), ref, {"name": name, "slug": slug} if (name or slug) else None)
+            for pid, ref, name, slug in rows]
 
 
 # --- CSV map ----------------------------------------------------------------------------------

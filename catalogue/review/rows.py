@@ -257,7 +257,8 @@ def build_row(settings: Settings, ref: Reference, styles: StyleRefs, shas: ShaCa
         entry = {"view": name, "label": spec.label, "expected": True, "state": st.state,
                  "state_label": STATE_LABELS[st.state], "by": st.by, "reason": st.reason,
                  "needs_decision": st.needs_decision, "sha256": sha,
-                 "style": ({"url": links.style(ref, name, style), "name": style.name} if style else None)}
+                 "style": ({"url": links.style(ref, name, style), "name": style.name,
+                            "why": str(((sidecar or {}).get("style") or {}).get("why") or "")} if style else None)}
         if sha:
             entry.update(thumb=links.view_thumb(ref, name, sha), full=links.view_full(ref, name, sha))
         if sidecar:

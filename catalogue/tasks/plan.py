@@ -7,9 +7,13 @@ graph in dependency order and applies both rules, exactly as the run will.
 
 from __future__ import annotations
 
+import os
+
+from ..core.garment_types import REFS_TYPES_FILE, TYPE_SURE, ImageTypes, label, needs_type
 from ..core.models import estimate_call_cost
 from ..core.provenance import inputs_digest, is_current
 from .reporter import count
+from ..core.settings import load_settings
 
 REASONS = {
     "missing_target": "image absente",
@@ -74,12 +78,44 @@ def paid_calls(job) -> int:
     return 1 + sum(1 for step in job.steps if step.kind == "instruction")
 
 
+def _garment_types(tasks: dict, order: list[str]):
+    """The style image each view will really use (`generation.garment_choice`): the database's
+    categories read again in one query and recorded, types nobody declared inferred and cached, so
+    the next run rebuilds exactly the products whose type changed. Heavy imports: only here.
+    Returns ({task: (job, style record, uncertain notes)}, lines about the style images' types)."""
+    jobs = {n: tasks[n].meta["job"] for n in order if (tasks[n].meta or {}).get("job") is not None}
+    if not any(needs_type(j.style_pool) for j in jobs.values()):
+        return {}, []
+    from ..generation.garment_choice import infer_image, prefetch_categories, resolve_style
+    settings = load_settings(os.getcwd())
+    note = prefetch_categories(settings, sorted({j.folder for j in jobs.values() if j.style_pool}))
+    resolved = {n: resolve_style(settings, j) for n, j in jobs.items()}
+    lines, seen, types = [], set(), ImageTypes(settings.state_dir)
+    for job in jobs.values():
+        for s in job.style_pool:
+            if s.how in ("", "inferred") and s.path not in seen:
+                seen.add(s.path)
+                entry = infer_image(settings, types, s.path) or {}
+                rel = s.path.relative_to(settings.refs_dir).as_posix()
+                sure = "" if entry.get("confidence", 0) >= TYPE_SURE else ", incertain"
+                lines.append(f'  "{rel}" = "{label(entry.get("family"))}"   # déduit : {entry.get("reason", "?")}{sure}')
+    if lines:
+        lines = [f"Types des références de style déduits de l'image (à corriger une fois pour toutes en copiant "
+                 f"ces lignes dans {settings.refs_dir / REFS_TYPES_FILE}) :"] + lines
+    if note:
+        lines.append(f"Attention : {note}")
+    return resolved, lines
+
+
 def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[str], int]:
-    """(lines to print, exit code). Read-only: nothing is built or recorded."""
+    """(lines to print, exit code). Builds nothing; records only what the builds would (database
+    categories, inferred garment types: output/.state/)."""
     runs: dict[str, bool] = {}
     lines, views, uploads, current, cost, calls = [], 0, 0, 0, 0.0, 0
     generators = set()
-    for name in _dependency_order(tasks, selected):
+    order = _dependency_order(tasks, selected)
+    styles, type_lines = _garment_types(tasks, order)
+    for name in order:
         task = tasks[name]
         meta = task.meta or {}
         upstream = [d for d in task.task_dep if runs.get(d)]
@@ -89,6 +125,16 @@ def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[st
         status = dep_manager.get_status(task, tasks, get_log=True)
         stale = status.status != "up-to-date"
         job = meta.get("job")
+        style_line, type_changed = "", ""
+        if name in styles:
+            resolved, record, notes = styles[name]
+            style = record["style"]
+            style_line = f" [style {style['path']} : {style['why']}{' ; INCERTAIN : ' + '; '.join(notes) if notes else ''}]"
+            if job.style != resolved.style and job.output.exists():
+                type_changed = (f"type de vêtement changé : {style['why']} (au lieu de "
+                                f"{job.style.name})")
+                stale = True
+            job = resolved
         if stale and not upstream and job is not None and status.status != "error":
             digest, _ = inputs_digest(job.config, job.inputs) if all(p.exists() for p in job.inputs.values()) else ("", {})
             if digest and is_current(job.output, digest):
@@ -97,7 +143,9 @@ def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[st
         if not runs[name]:
             current += 1
             continue
-        why = _reasons(status) if stale else []
+        why = (_reasons(status) if status.status != "up-to-date" else []) if stale else []
+        if type_changed:
+            why = [type_changed]
         if upstream:
             why.append("amont reconstruit (" + ", ".join(d.split(":")[0] for d in upstream) + ")")
         if meta["kind"] == "view":
@@ -106,7 +154,7 @@ def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[st
             calls += paid_calls(job)
             if job:
                 generators.add(job.config["generator"])
-            lines.append(f"  à générer  {meta['folder']} {meta['view']} — {'; '.join(why) or 'à faire'}")
+            lines.append(f"  à générer  {meta['folder']} {meta['view']} — {'; '.join(why) or 'à faire'}{style_line}")
         else:
             uploads += 1
             lines.append(f"  à envoyer  {meta['folder']} — {'; '.join(why) or 'vues modifiées depuis le dernier envoi'}")
@@ -116,4 +164,4 @@ def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[st
     elif views:
         made += " (rendu local, gratuit)"
     summary = f"Plan : {made}, {count(uploads, 'référence')} à envoyer, {current} à jour."
-    return lines + [summary], 0
+    return type_lines + lines + [summary], 0

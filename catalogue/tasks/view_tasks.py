@@ -16,6 +16,8 @@ from pathlib import Path
 from doit.tools import config_changed
 
 from ..core.discovery import Reference, StyleRefs
+from ..core.garment_types import (DECLARATION_FILE, ImageTypes, ProductTypes, decide, known_sources, needs_type,
+                                  read_declaration, read_map_types)
 from ..core.jobs import ViewJob
 from ..core.models import API_VERSION
 from ..core.paths import view_path
@@ -52,42 +54,83 @@ def _source_path(settings: Settings, ref: Reference, view: ViewSpec) -> Path:
     return ref.photos[view.source]
 
 
+class GarmentTypes:
+    """What the graph load knows of each product's type: declarations, PRODUCTS_MAP's type column,
+    and the caches the builds and `doit plan` fill (database categories, inferred types). Nothing
+    here decodes an image or connects to the database."""
+
+    def __init__(self, settings: Settings):
+        self.image_types = ImageTypes(settings.state_dir)
+        self.products = ProductTypes(settings.state_dir)
+        self.map_types = read_map_types(settings.products_map)
+
+    def of(self, ref: Reference):
+        """(TypeChoice or None, problem)."""
+        declared, problem = read_declaration(ref.photo_dir) if DECLARATION_FILE in ref.files else (None, None)
+        face = ref.photos.get("face")
+        inferred = self.image_types.lookup(face) if face is not None else None
+        return decide(known_sources(ref.photo_dir, ref.folder, declared, self.map_types, self.products,
+                                    inferred)), problem
+
+
 def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, styles: StyleRefs,
-               steps=None) -> dict:
+               steps=None, garment=None) -> dict:
     # No output capture: doit swaps the global sys.stdout per captured action, which races under
     # threads (a closed buffer left behind made the process exit with 120 after 10,000 views).
     task = {"basename": view.name, "name": ref.folder, "io": {"capture": False},
             "meta": {"kind": "view", "folder": ref.folder, "view": view.name}}
-    style = styles.for_view(view.name, ref.folder)
-    if style is None:
+    if styles.problem:  # refs/types.toml malformed
+        return {**task, "actions": [(fail_action, [styles.problem])]}
+    pool = styles.pool(view.name)
+    choice = styles.choose(view.name, ref.folder, garment.family if garment else None)
+    if choice is None:
         return {**task, "actions": [(fail_action, [styles.missing_message(view.name)])]}
     if steps is not None and steps.problem:  # adjustments.toml malformed or inconsistent
         return {**task, "actions": [(fail_action, [steps.problem])]}
+    style = choice.path
+    # The product's type may change without any file changing (its category edited in the shop):
+    # every image of the view is a dependency (an edited style image is looked at again), and the
+    # image the build used (kept in doit's values) must be the one the caches now point to.
+    # Unknown types (a product never built): the build decides, nothing to compare yet.
+    pending, expected = (), None
+    if needs_type(pool):
+        pending = tuple(s.path for s in pool if s.path != style)
+        known = garment is not None and all(s.family is not None for s in pool)
+        expected = str(style) if known else None
     anchored = kw["generator"] == "gemini" and view.anchor is not None
     config = {**kw, "seed": ref.seed(view.name)} if kw["generator"] == "gemini" else kw
     planned = steps.steps if steps is not None else ()
     if planned:  # declared retouches are inputs of the view: their content is in its config
         config = {**config, **steps_config(planned)}
     extra = ()
-    if kw["generator"] == "local" and view.source in VIEWS_BY_NAME and styles.for_view(view.source, ref.folder):
+    if kw["generator"] == "local" and view.source in VIEWS_BY_NAME:
         # The local detail is cut from the front photo itself, through the face's placement.
-        extra = (("photo", ref.photos[VIEWS_BY_NAME[view.source].source]),
-                 ("face_style", styles.for_view(view.source, ref.folder)))
+        extra = (("photo", ref.photos[VIEWS_BY_NAME[view.source].source]),)
     job = ViewJob(folder=ref.folder, view=view.name, source=_source_path(settings, ref, view), extra_inputs=extra,
                   style=style, output=view_path(settings, ref.folder, view.name),
                   anchor=view_path(settings, ref.folder, view.anchor) if anchored else None, config=config,
-                  steps=planned, step_inputs=tuple(steps.inputs.items()) if planned else ())
+                  steps=planned, step_inputs=tuple(steps.inputs.items()) if planned else (),
+                  photo=ref.photos.get("face"), style_pool=pool, garment=garment, style_choice=choice,
+                  pending_deps=pending)
     task["meta"]["job"] = job
     return {**task,
-            "file_dep": list(dict.fromkeys(str(p) for p in job.inputs.values())),
+            "file_dep": list(dict.fromkeys(str(p) for p in (*job.inputs.values(), *pending))),
             "targets": [str(job.output), str(job.output.with_suffix(".json"))],
             "actions": [(run_action, ["view", f"{ref.folder} {view.name}", settings, _build_view, settings, job])],
-            "uptodate": [config_changed(config)]}
+            "uptodate": [config_changed(config)] + ([(style_unchanged, [expected])] if expected else [])}
+
+
+def style_unchanged(task, values, expected: str) -> bool:
+    """doit uptodate: the style image the last build used (its returned `style`) is the one the
+    product's garment type now points to."""
+    return values.get("style") == expected
 
 
 def view_tasks(settings: Settings, refs: list[Reference]):
     """One task per (reference, view); a reference that cannot be built gets one failing task."""
-    styles = StyleRefs(settings.refs_dir)
+    types = GarmentTypes(settings)
+    styles = StyleRefs(settings.refs_dir, image_types=types.image_types)
+    typed = any(needs_type(styles.pool(v.name)) for v in VIEWS)  # one family for everything: no type
     kws = {view.name: view_config(settings, view) for view in VIEWS}
     for view in VIEWS:  # the family's own line in `doit list`
         yield {"basename": view.name, "name": None, "doc": f"la vue {view.name} de chaque référence"}
@@ -98,9 +141,15 @@ def view_tasks(settings: Settings, refs: list[Reference]):
                    "actions": [(fail_action, [ref.problem])]}
             continue
         planned = _planned_steps(settings, ref)
+        garment, problem = types.of(ref) if typed else (None, None)
         for name in ref.views:
             view = VIEWS_BY_NAME[name]
-            yield _view_task(settings, ref, view, kws[name], styles, planned.get(name))
+            if problem:  # photos/<folder>/type.txt unreadable or unknown word
+                yield {"basename": name, "name": ref.task_name, "io": {"capture": False},
+                       "meta": {"kind": "view", "folder": ref.folder, "view": name},
+                       "actions": [(fail_action, [problem])]}
+                continue
+            yield _view_task(settings, ref, view, kws[name], styles, planned.get(name), garment)
 
 
 def _planned_steps(settings: Settings, ref: Reference) -> dict:

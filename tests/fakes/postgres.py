@@ -313,6 +313,15 @@ class PostgresCluster:
                              "(SELECT max(id) FROM products))")
             return row[0]
 
+    def set_category(self, product_id: int, name: str, slug: str) -> int:
+        """Give the product the category « name » (`slug`), created when new: the shop's
+        products.category_id -> categories(id, name, slug)."""
+        with self.connect() as conn:
+            row = conn.execute("INSERT INTO categories (name, slug) VALUES (%s, %s) ON CONFLICT (slug) "
+                               "DO UPDATE SET name = EXCLUDED.name RETURNING id", (name, slug)).fetchone()
+            conn.execute("UPDATE products SET category_id = %s WHERE id = %s", (row[0], product_id))
+            return row[0]
+
     def images(self, product_id: int) -> list[dict]:
         with self.connect() as conn:
             cur = conn.execute('SELECT id, product_id, url, public_id, alt, "order", created_at FROM images '

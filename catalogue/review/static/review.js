@@ -130,7 +130,7 @@
       h("span", { class: "view-name" }, h("span", { class: "num" }, num), v.label || v.view),
       h("span", { class: "badge st-" + v.state, "data-view-state": v.view }, v.state_label),
       v.style && v.style.url ? h("img", { class: "style-thumb", src: v.style.url, alt: "référence de style",
-        title: "Référence de style utilisée : " + v.style.name, loading: "lazy" }) : null);
+        title: "Référence de style utilisée : " + v.style.name + (v.style.why ? " — " + v.style.why : ""), loading: "lazy" }) : null);
     if (!v.expected) return h("div", { class: "view", "data-view": v.view }, head,
       h("div", { class: "placeholder" }, v.state_label));
     if (!v.thumb) return h("div", { class: "view", "data-view": v.view }, head,
@@ -463,7 +463,7 @@
         h("h3", {}, folder),
         h("p", {}, h("b", {}, VIEW_NUM[v.view] + " · " + v.view), " ", h("span", { class: "badge st-" + v.state }, v.state_label)),
         v.reason ? h("p", { class: "reason" }, v.reason) : null,
-        v.style && v.style.url ? h("p", {}, "Référence de style : ", v.style.name) : null,
+        v.style && v.style.url ? h("p", {}, "Référence de style : ", v.style.name, v.style.why ? " — " + v.style.why : "") : null,
         h("ul", { class: "all-checks" }, checks.map((c) => h("li", { class: c.passed ? "" : "fail" },
           (c.passed ? "✓ " : "✗ ") + c.message, h("br"), h("span", { class: "v" }, "valeur " + c.value + " · seuil " + c.threshold)))),
         h("div", { class: "view-actions" },
