@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from catalogue.core.errors import InputError
 from catalogue.core.settings import load_settings
 from catalogue.generation import retouch_steps, retouches
-from catalogue.imaging.checks import delta_e, flat_lay_garment
+from catalogue.imaging.checks import flat_lay_garment
+from catalogue.imaging.colour import delta_e
 from catalogue.imaging.colour_fixes import background_fix, color_transfer, light_aware_area
 
 INSTR_1 = "Remove the t-shirt under the hoodie."

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from .checks import _core, ciede2000, lab_to_rgb, on_grey_mask, photo_garment, rgb_to_lab
+from .checks import _core, on_grey_mask, photo_garment
+from .colour import ciede2000, lab_to_rgb, rgb_to_lab
 from .decode import HOUSE_GREY
 from .finishing import FLAG_LIGHT, finish
 from .masks import _border_band, close_mask, fill_holes, fit_background, keep_largest
