@@ -51,12 +51,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from catalogue.core.views import VIEW_NAMES  # noqa: E402
+from catalogue.generation.local_renderer import render_view  # noqa: E402
 from catalogue.imaging import checks as qa  # noqa: E402
 from catalogue.imaging.colour import delta_e, lab_to_rgb, rgb_to_lab  # noqa: E402
-from catalogue.imaging.finishing import finish  # noqa: E402
 from catalogue.imaging.decode import HOUSE_GREY, open_image  # noqa: E402
-from catalogue.generation.local_renderer import render_view  # noqa: E402
-from catalogue.imaging.masks import dilate  # noqa: E402
+from catalogue.imaging.finishing import finish  # noqa: E402
+from catalogue.imaging.masks import dilate, on_grey_mask  # noqa: E402
 
 SIZE = (864, 1184)
 MAXPX = 200_000_000
@@ -84,7 +84,7 @@ class Case:
 def garment_alpha(img: Image.Image, grow: int = 0) -> np.ndarray:
     """Garment (+ its shadow) of a finished view as a float alpha at full size."""
     small = np.asarray(img.convert("RGB").resize((img.width // 2, img.height // 2), Image.BOX))
-    m = qa.on_grey_mask(small, level=8.0)
+    m = on_grey_mask(small, level=8.0)
     if grow:
         m = dilate(m, grow)
     a = Image.fromarray(m.astype(np.uint8) * 255, "L").resize(img.size, Image.BILINEAR)

@@ -21,19 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..imaging.decode import HOUSE_GREY
+from ..imaging.decode import HOUSE_GREY, work_copy
 from ..imaging.framing import Framing, measure_framing, placement
-from ..imaging.masks import (
-    bbox,
-    box_sum,
-    close_mask,
-    erode,
-    fill_holes,
-    garment_mask,
-    keep_largest,
-    open_mask,
-    work_copy,
-)
+from ..imaging.masks import bbox, box_sum, erode, garment_mask, on_grey_mask, open_mask
 
 GREY = HOUSE_GREY[0]
 SHADOW_STRENGTH = 0.16   # darkest shadow = 16 % below the house grey, under the garment's edge
@@ -143,10 +133,8 @@ def _render_flat(src: Image.Image, framing: Framing, size: tuple[int, int]) -> R
 # 3_detail_logo
 
 def _garment_on_grey(arr: np.ndarray) -> np.ndarray:
-    dist = np.abs(arr.astype(np.int16) - GREY).max(axis=-1)
-    fg = dist > 12
-    r = max(1, round(max(arr.shape[:2]) * 0.005))
-    return keep_largest(fill_holes(close_mask(fg, r)), min_rel=0.05)
+    """Garment of the finished face (exact house grey): a little looser than the checks' mask."""
+    return on_grey_mask(arr, None, 12, close_share=0.005, min_share=0.002)
 
 
 def find_logo(arr: np.ndarray, fg: np.ndarray) -> tuple[float, float, float] | None:

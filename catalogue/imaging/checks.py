@@ -45,9 +45,9 @@ from PIL import Image, ImageFilter
 
 from ..core.views import VIEW_NAMES
 from .colour import ciede2000, delta_e, rgb_to_lab
-from .decode import HOUSE_GREY
+from .decode import HOUSE_GREY, work_copy
 from .framing import measure_framing
-from .masks import _border_band, bbox, close_mask, erode, fill_holes, garment_mask, keep_largest
+from .masks import GARMENT_LEVEL, _border_band, bbox, border_grey, erode, garment_mask, on_grey_mask
 
 WORK_SIDE = 320          # long side of the copies every measure is made on (speed; medians are stable)
 SOURCE_SIDE = 480        # long side of the raw photo handed to garment_mask (busy backgrounds need detail)
@@ -71,7 +71,7 @@ THRESHOLDS: dict[str, float] = {
     "garment_share_min": 0.03,
     # Level (max |RGB - 243|) above which a pixel of a view is "not background": 14 as in
     # framing.measure_framing; finishing snaps the background to exactly 243.
-    "garment_level": 14.0,
+    "garment_level": GARMENT_LEVEL,
     # border: ΔE2000 between the median of the frame's border band and #F3F3F3. Finished views
     # measure 0.0 (exact snap); a 225 grey 6.4, white 255 4.2, a warm off-white ~3. 2.0 holds them
     # all and leaves finishing's rounding room.
@@ -178,15 +178,6 @@ class Garment:
         return self._aligned
 
 
-def _small(img: Image.Image, side: int = WORK_SIDE) -> Image.Image:
-    img = img.convert("RGB")
-    w, h = img.size
-    s = side / max(w, h)
-    if s >= 1:
-        return img
-    return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BOX, reducing_gap=2.0)
-
-
 def _core(mask: np.ndarray) -> np.ndarray:
     """The mask minus its outline (anti-aliasing, contact shadow, background bleeding in)."""
     r = max(1, round(max(mask.shape) * 0.012))
@@ -200,38 +191,20 @@ def _median_lab(arr: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     return np.median(rgb_to_lab(arr[mask]), axis=0)
 
 
-def on_grey_mask(arr: np.ndarray, grey=None, level: float | None = None) -> np.ndarray:
-    """Garment of a flat lay on the house grey: what is farther than `level` from the grey."""
-    level = THRESHOLDS["garment_level"] if level is None else level
-    g = np.asarray(HOUSE_GREY if grey is None else grey, dtype=np.float32)
-    fg = np.abs(arr.astype(np.float32) - g).max(-1) > level
-    if not fg.any():
-        return fg
-    r = max(1, round(max(arr.shape[:2]) * 0.006))
-    return keep_largest(fill_holes(close_mask(fg, r)), min_rel=0.05, min_share=0.001)
-
-
 def flat_lay_garment(img: Image.Image, *, own_grey: bool = False) -> Garment:
     """Garment of a flat lay on (about) the house grey: a finished view, or a style reference.
 
     With `own_grey`, the grey is the border's own when it is near the house grey (real style
     references drift, e.g. 240 with a vignette), as `framing.measure_framing` does.
     """
-    arr = np.asarray(_small(img))
-    grey = None
-    if own_grey:
-        h, w = arr.shape[:2]
-        band = _border_band(h, w, max(2, round(max(h, w) * 0.01)))
-        border = np.median(arr[band].astype(np.float32), axis=0)
-        if np.abs(border - np.asarray(HOUSE_GREY)).max() < 25:
-            grey = border
-    mask = on_grey_mask(arr, grey)
+    arr = np.asarray(work_copy(img, WORK_SIDE))
+    mask = on_grey_mask(arr, border_grey(arr) if own_grey else None, THRESHOLDS["garment_level"])
     return Garment(_median_lab(arr, _core(mask)), float(mask.mean()), mask, arr=arr)
 
 
 def photo_garment(img: Image.Image) -> Garment:
     """Garment of a raw photo through `segmentation.garment_mask` (uncertain on busy backgrounds)."""
-    small = _small(img, SOURCE_SIDE)
+    small = work_copy(img, SOURCE_SIDE)
     seg = garment_mask(small)
     arr = np.asarray(small)
     mask = seg.mask
@@ -412,7 +385,7 @@ def _check_back_face(g: Garment, face: Garment) -> Check:
 
 
 def _check_framing(small: Image.Image, style: Image.Image) -> Check:
-    ref = _cached("framing", style, lambda im: measure_framing(_small(im, 400)))
+    ref = _cached("framing", style, lambda im: measure_framing(work_copy(im, 400)))
     got = measure_framing(small)
     cmax, smin, smax, mmin = (THRESHOLDS["framing_centre_max"], THRESHOLDS["framing_size_min"],
                               THRESHOLDS["framing_size_max"], THRESHOLDS["framing_margin_min"])
@@ -467,7 +440,7 @@ def check_view(view: str, image: Image.Image, *, source: Image.Image, style: Ima
                         f"image lisible : {rgb.width}×{rgb.height}"))
     checks.append(_check_size(rgb, style, expected_size))
 
-    small = _small(rgb)
+    small = work_copy(rgb, WORK_SIDE)
     arr = np.asarray(small)
     g = flat_lay_garment(small)
     checks.append(_check_contrast(arr.astype(np.float32)))

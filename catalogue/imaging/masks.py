@@ -26,6 +26,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 from scipy import ndimage as ndi
 
+from .decode import HOUSE_GREY, work_copy
+
 WORK_SIDE = 640
 
 REASON_BUSY = "fond chargé (cintre, fenêtre ?) : détourage approximatif, à vérifier"
@@ -150,6 +152,39 @@ def keep_largest(mask: np.ndarray, min_rel: float = 0.2, min_share: float = 0.00
     return keep[labels]
 
 
+# ----------------------------------------------------------------------------------------------
+# Flat lays on the house grey (finished views, style references): one rule, one mask
+
+# A frame whose border median is within this (max |RGB - 243|) of #F3F3F3 is a flat lay on the
+# house grey, its own grey drifted (real style references measure ~240, some with a vignette);
+# anything farther is another background (a raw photo).
+GREY_DRIFT_MAX = 25.0
+# What is farther than this (max |RGB - grey|) from the grey is garment (finishing snaps the
+# background to exactly 243; the quality gate's "garment_level").
+GARMENT_LEVEL = 14.0
+
+
+def border_grey(arr: np.ndarray) -> np.ndarray | None:
+    """The median of the frame's border (1 % band) when it is the house grey, drifted or not; else None."""
+    h, w = arr.shape[:2]
+    band = _border_band(h, w, max(2, round(max(h, w) * 0.01)))
+    border = np.median(arr[band].astype(np.float32), axis=0)
+    return border if np.abs(border - np.asarray(HOUSE_GREY)).max() < GREY_DRIFT_MAX else None
+
+
+def on_grey_mask(arr: np.ndarray, grey=None, level: float = GARMENT_LEVEL, *, close_share: float = 0.006,
+                 min_share: float = 0.001) -> np.ndarray:
+    """Garment of a flat lay on the house grey (`grey`: its own, from `border_grey`; None: #F3F3F3):
+    what is farther than `level` from the grey, closed (radius `close_share` of the long side),
+    holes filled, the largest parts kept (those of at least 5 % of the largest, `min_share` of the frame)."""
+    g = np.asarray(HOUSE_GREY if grey is None else grey, dtype=np.float32)
+    fg = np.abs(arr.astype(np.float32) - g).max(-1) > level
+    if not fg.any():
+        return fg
+    r = max(1, round(max(arr.shape[:2]) * close_share))
+    return keep_largest(fill_holes(close_mask(fg, r)), min_rel=0.05, min_share=min_share)
+
+
 def bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) with exclusive ends, or None for an empty mask."""
     rows = np.flatnonzero(mask.any(axis=1))
@@ -173,15 +208,6 @@ def to_opponent(rgb: np.ndarray) -> np.ndarray:
     rg = (r - g) * 1.2
     yb = ((r + g) * 0.5 - b) * 1.2
     return np.stack([lum, rg, yb], axis=-1)
-
-
-def work_copy(img: Image.Image, side: int = WORK_SIDE) -> Image.Image:
-    w, h = img.size
-    scale = side / max(w, h)
-    if scale >= 1:
-        return img.convert("RGB")
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return img.convert("RGB").resize(size, Image.BOX, reducing_gap=3.0)
 
 
 def _border_band(h: int, w: int, band: int) -> np.ndarray:
@@ -355,7 +381,7 @@ def garment_mask(img: Image.Image) -> Segmentation:
     if W < 8 or H < 8:
         m = _fallback((W, H))
         return Segmentation(m, True, REASON_EMPTY, (243, 243, 243), box=bbox(m) or (0, 0, W, H))
-    small = work_copy(img).filter(ImageFilter.GaussianBlur(1.0))
+    small = work_copy(img, WORK_SIDE).filter(ImageFilter.GaussianBlur(1.0))
     arr = np.asarray(small, dtype=np.float32)
     h, w = arr.shape[:2]
     opp = to_opponent(arr)
