@@ -54,9 +54,10 @@ from catalogue.generation.gemini import GeminiGenerator, ImageRequest  # noqa: E
 from catalogue.generation.ledger import Ledger  # noqa: E402
 from catalogue.generation.rate_limiter import RateLimiter  # noqa: E402
 from catalogue.core.settings import load_settings  # noqa: E402
+from catalogue.core.views import VIEW_NAMES  # noqa: E402
 from fakes.gemini_server import DEFAULT_KEY, FakeGemini  # noqa: E402
 
-VIEWS = ("1_face", "2_back", "3_detail_logo")
+VIEWS = VIEW_NAMES
 
 
 def jpeg(colour, size=(240, 320), logo=True) -> bytes:

@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ..core.views import PHOTO_NAMES, VIEWS
 from ..imaging.decode import HOUSE_GREY, work_copy
 from ..imaging.framing import Framing, measure_framing, placement
 from ..imaging.masks import bbox, box_sum, erode, garment_mask, on_grey_mask, open_mask
 
 GREY = HOUSE_GREY[0]
+# The views made from a raw photo (the others are cut from a finished view).
+_FROM_PHOTO = tuple(v.name for v in VIEWS if v.source in PHOTO_NAMES)
 SHADOW_STRENGTH = 0.16   # darkest shadow = 16 % below the house grey, under the garment's edge
 DETAIL_WIDTH_SHARE = 0.46  # detail crop width, share of the garment's width
 
@@ -54,7 +57,7 @@ def render_view(view: str, source: Image.Image, style_ref: Image.Image,
     size = _ref_size(style_ref, out_size)
     if view == "3_detail_logo":
         result = _render_detail(source.convert("RGB"), size)
-    elif view in ("1_face", "2_back"):
+    elif view in _FROM_PHOTO:
         result = _render_flat(source.convert("RGB"), measure_framing(style_ref), size)
     else:
         raise ValueError(f"unknown view {view!r}")
