@@ -20,13 +20,16 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from catalogue.core.views import VIEW_NAMES  # noqa: E402
 
 
 def make_project(root: Path, n: int) -> None:
     shutil.copy(REPO / "dodo.py", root / "dodo.py")
     shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
     (root / "refs").mkdir()
-    for view in ("1_face", "2_back", "3_detail_logo"):
+    for view in VIEW_NAMES:
         ref = Image.new("RGB", (64, 80), (243, 243, 243))
         ImageDraw.Draw(ref).rectangle([12, 10, 52, 70], fill=(120, 120, 124))
         ref.save(root / "refs" / f"{view}.png")

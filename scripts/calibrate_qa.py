@@ -50,11 +50,13 @@ from PIL import Image, ImageFilter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from catalogue.imaging import checks as qa  # noqa: E402
-from catalogue.imaging.finishing import finish  # noqa: E402
-from catalogue.imaging.decode import HOUSE_GREY, open_image  # noqa: E402
+from catalogue.core.views import VIEW_NAMES  # noqa: E402
 from catalogue.generation.local_renderer import render_view  # noqa: E402
-from catalogue.imaging.masks import dilate  # noqa: E402
+from catalogue.imaging import checks as qa  # noqa: E402
+from catalogue.imaging.colour import delta_e, lab_to_rgb, rgb_to_lab  # noqa: E402
+from catalogue.imaging.decode import HOUSE_GREY, open_image  # noqa: E402
+from catalogue.imaging.finishing import finish  # noqa: E402
+from catalogue.imaging.masks import dilate, on_grey_mask  # noqa: E402
 
 SIZE = (864, 1184)
 MAXPX = 200_000_000
@@ -82,7 +84,7 @@ class Case:
 def garment_alpha(img: Image.Image, grow: int = 0) -> np.ndarray:
     """Garment (+ its shadow) of a finished view as a float alpha at full size."""
     small = np.asarray(img.convert("RGB").resize((img.width // 2, img.height // 2), Image.BOX))
-    m = qa.on_grey_mask(small, level=8.0)
+    m = on_grey_mask(small, level=8.0)
     if grow:
         m = dilate(m, grow)
     a = Image.fromarray(m.astype(np.uint8) * 255, "L").resize(img.size, Image.BILINEAR)
@@ -127,14 +129,14 @@ def phone_photo(view_img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def _median_de(img_a: Image.Image, img_b: Image.Image) -> float:
     ga, gb = qa.flat_lay_garment(img_a), qa.flat_lay_garment(img_b)
-    return qa.delta_e(ga.lab, gb.lab) or 0.0
+    return delta_e(ga.lab, gb.lab) or 0.0
 
 
 def colour_shift(img: Image.Image, target: float, mode: str) -> tuple[Image.Image, float]:
     """The garment's colours changed so that its median moves by about `target` ΔE2000."""
     arr = np.asarray(img.convert("RGB"), dtype=np.float64)
     a = garment_alpha(img)
-    lab = qa.rgb_to_lab(arr)
+    lab = rgb_to_lab(arr)
     g = qa.flat_lay_garment(img)
     chroma = float(np.hypot(*g.lab[1:])) if g.lab is not None else 0.0
     if mode == "hue" and chroma < 12:
@@ -152,7 +154,7 @@ def colour_shift(img: Image.Image, target: float, mode: str) -> tuple[Image.Imag
         else:  # light
             sign = 1.0 if g.lab is not None and g.lab[0] < 50 else -1.0
             out[..., 0] = np.clip(out[..., 0] + sign * s, 0, 100)
-        rgb = np.clip(qa.lab_to_rgb(out), 0, 255)
+        rgb = np.clip(lab_to_rgb(out), 0, 255)
         return arr * (1 - a) + rgb * a
 
     lo, hi = 0.0, 180.0 if mode == "hue" else 80.0
@@ -268,7 +270,7 @@ def good_local(photos_dir: Path, refs: dict[str, Image.Image]) -> dict[str, dict
 
 def build_cases(shop: Path | None, rng: np.random.Generator) -> list[Case]:
     cases: list[Case] = []
-    repo_refs = {v: open_image(ROOT / "refs" / f"{v}.png", max_pixels=MAXPX) for v in qa.VIEWS}
+    repo_refs = {v: open_image(ROOT / "refs" / f"{v}.png", max_pixels=MAXPX) for v in VIEW_NAMES}
     families: list[tuple[str, dict, dict]] = [("local", good_local(ROOT / "photos", repo_refs), repo_refs)]
 
     if shop and shop.is_dir():

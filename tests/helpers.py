@@ -23,6 +23,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from catalogue.core.paths import INTENT_FILE, STAMP_FILE
 from catalogue.core.settings import load_settings
+from catalogue.core.views import VIEW_NAMES
+from catalogue.core.views import VIEWS as VIEW_SPECS
 from catalogue.publishing.stamp import needs_upload
 from catalogue.publishing.upload import upload_reference
 
@@ -133,8 +135,8 @@ def built(proc) -> set[str]:
 
 # --- finished views and the shop ------------------------------------------------------------
 
-VIEWS = ("1_face", "2_back", "3_detail_logo")
-ORDERS = {"1_face": 0, "2_back": 1, "3_detail_logo": 2}
+VIEWS = VIEW_NAMES
+ORDERS = {v.name: v.order for v in VIEW_SPECS}
 TOKEN = "tok-Sup3rS3cret-bearer-value"
 
 

@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from catalogue.core.errors import InputError
 from catalogue.core.settings import load_settings
 from catalogue.generation import retouch_steps, retouches
-from catalogue.imaging.checks import delta_e, flat_lay_garment
+from catalogue.imaging.checks import flat_lay_garment
+from catalogue.imaging.colour import delta_e
 from catalogue.imaging.colour_fixes import background_fix, color_transfer, light_aware_area
 
 INSTR_1 = "Remove the t-shirt under the hoodie."
@@ -186,6 +187,48 @@ def test_malformed_or_looping_file_fails_that_reference_only(project):
     write_steps(project, "A-1", '[[1_face]]\nfix = "colour-fix"\n')
     bad = project.doit()
     assert bad.returncode == 1 and "ligne 1" in bad.stdout and "colour-fix" in bad.stdout
+
+
+HAND_WRITTEN = """\
+# Mes retouches pour A-1 (écrites à la main)
+
+[[1_face]]
+    fix = "background-fix"      # le fond du studio est jaune
+
+# le dos : d'abord le col
+[[ "2_back" ]]
+force = false   # refusé le 3 mars, à revoir
+instruction = "Fix the collar, width=2cm."
+
+# fin de mes notes
+"""
+
+
+def test_doit_adjust_keeps_the_persons_comments_and_layout(gemini_project):
+    project, fake = gemini_project
+    path = write_steps(project, "A-1", HAND_WRITTEN)
+    project.doit(check=True)
+    run = project.doit("adjust", "A-1", "2_back", "--prompt", "Fix the collar, width=2cm.", "--force")
+    assert run.returncode == 0, run.stdout + run.stderr
+    forced = HAND_WRITTEN.replace("force = false   # refusé", "force = true   # refusé")
+    assert path.read_text(encoding="utf-8") == forced  # one value changed, in place, its comment kept
+    run = project.doit("adjust", "A-1", "2_back", "--prompt", INSTR_2)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert path.read_text(encoding="utf-8") == forced + f'\n[[2_back]]\ninstruction = "{INSTR_2}"\n'
+    assert tomllib.loads(path.read_text(encoding="utf-8")) == {
+        "1_face": [{"fix": "background-fix"}],
+        "2_back": [{"force": True, "instruction": "Fix the collar, width=2cm."}, {"instruction": INSTR_2}]}
+
+
+def test_force_edits_only_its_own_table_in_an_interleaved_file(project):
+    project.photo("A-1", "face.jpg", seed=1)
+    settings = load_settings(project.root, environ={})
+    text = ('[[2_back]]\ninstruction = "One"\n\n# the face, by hand\n[[1_face]]\nfix = "background-fix"\n\n'
+            '  [[2_back]]\n  instruction = "Two"  # indented\n  # my note inside\n  ref = "1_face"\n'
+            '\n# before the detail\n[[3_detail_logo]]\ninstruction = "Crop"\n')
+    path = write_steps(project, "A-1", text)
+    retouch_steps.record_step(settings, "A-1", "2_back", "Two", ref="1_face", force=True)
+    assert path.read_text(encoding="utf-8") == text.replace('  ref = "1_face"\n', '  ref = "1_face"\n  force = true\n')
 
 
 # --- the file --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 from helpers import REPO
 
 PACKAGE = REPO / "catalogue"
-HEAVY = ("PIL", "numpy", "scipy", "skimage", "google.genai", "psycopg", "requests", "pillow_heif")
+HEAVY = ("PIL", "numpy", "scipy", "skimage", "google.genai", "psycopg", "requests", "pillow_heif", "tomlkit")
 # Subpackages the task graph loads: standard library, doit and python-dotenv only at their top.
 LIGHT = ("core", "tasks")
 # Modules of the other subpackages that the graph reads too (text and TOML only).

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from catalogue.imaging import checks as qa
-from catalogue.imaging.checks import THRESHOLDS, check_view, ciede2000, lab_to_rgb, rgb_to_lab
+from catalogue.imaging.checks import THRESHOLDS, check_view
+from catalogue.imaging.colour import ciede2000, lab_to_rgb, rgb_to_lab
 
 GREY = 243
 SIZE = (300, 400)
@@ -49,6 +50,10 @@ def test_ciede2000_matches_sharma_reference_pairs():
     assert np.abs(ciede2000(b, a) - want).max() < 1e-4      # symmetric
     for (l1, l2, e) in SHARMA[:3]:                           # scalar use
         assert float(ciede2000(l1, l2)) == pytest.approx(e, abs=1e-4)
+    # broadcast use, as the border check does: many colours against one
+    one = ciede2000(a, b[0])
+    assert one.shape == (len(SHARMA),) and one[0] == pytest.approx(SHARMA[0][2], abs=1e-4)
+    assert one == pytest.approx([float(ciede2000(x, b[0])) for x in a], abs=1e-12)
 
 
 def test_lab_round_trip_and_white_point():

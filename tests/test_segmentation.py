@@ -141,3 +141,42 @@ def test_label_counts_components(conn):
     labels, sizes = label(m, connectivity=conn)
     assert labels.max() == (3 if conn == 4 else 2)
     assert sizes[1:].sum() == m.sum()
+
+
+def _flood_labels(m: np.ndarray, conn: int) -> np.ndarray:
+    """Reference labelling: breadth-first flood fill, labels in raster order of first pixel."""
+    h, w = m.shape
+    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)] + ([(-1, -1), (-1, 1), (1, -1), (1, 1)] if conn == 8 else [])
+    out = np.zeros((h, w), np.int32)
+    n = 0
+    for y in range(h):
+        for x in range(w):
+            if m[y, x] and not out[y, x]:
+                n += 1
+                out[y, x] = n
+                todo = [(y, x)]
+                while todo:
+                    cy, cx = todo.pop()
+                    for dy, dx in steps:
+                        ny, nx = cy + dy, cx + dx
+                        if 0 <= ny < h and 0 <= nx < w and m[ny, nx] and not out[ny, nx]:
+                            out[ny, nx] = n
+                            todo.append((ny, nx))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_label_and_fill_holes_match_a_flood_fill(seed):
+    rng = np.random.default_rng(seed)
+    m = rng.random((37, 29)) < (0.3 + 0.08 * seed)
+    for conn in (4, 8):
+        labels, sizes = label(m, connectivity=conn)
+        want = _flood_labels(m, conn)
+        assert np.array_equal(labels, want)
+        assert sizes[0] == 0 and np.array_equal(sizes[1:], np.bincount(want.ravel())[1:])
+    bg = _flood_labels(~m, 4)
+    outside = set(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]).tolist())
+    holes = ~m & ~np.isin(bg, list(outside))
+    assert np.array_equal(fill_holes(m), m | holes)
+    small = holes & np.isin(bg, [k for k in range(1, bg.max() + 1) if (bg == k).sum() <= 2])
+    assert np.array_equal(fill_holes(m, max_size=2), m | small)

@@ -34,7 +34,7 @@ VIEWS: tuple[ViewSpec, ...] = (
     ViewSpec("3_detail_logo", 2, source="1_face",
              ref_names=("3_detail_logo", "3-detail", "detail", "details", "3_detail"), label="détail logo"),
 )
-VIEW_NAMES = {"1_face", "2_back", "3_detail_logo"}
+VIEW_NAMES = tuple(v.name for v in VIEWS)   # in page order
 VIEWS_BY_NAME = {v.name: v for v in VIEWS}
 
 # Image files the pipeline reads (HEIC/HEIF: the shop's iPhone).

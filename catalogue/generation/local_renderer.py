@@ -21,24 +21,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..imaging.decode import HOUSE_GREY
+from ..core.views import PHOTO_NAMES, VIEWS
+from ..imaging.decode import HOUSE_GREY, work_copy
 from ..imaging.framing import Framing, measure_framing, placement
 from ..imaging.leftovers import clean_cutout
-from ..imaging.masks import (
-    bbox,
-    box_sum,
-    close_mask,
-    dilate,
-    erode,
-    fill_holes,
-    garment_mask,
-    keep_largest,
-    label,
-    open_mask,
-    work_copy,
-)
+from ..imaging.masks import (bbox, box_sum, close_mask, dilate, erode, garment_mask, label,
+                              on_grey_mask, open_mask)
 
 GREY = HOUSE_GREY[0]
+# The views made from a raw photo (the others are cut from a finished view).
+_FROM_PHOTO = tuple(v.name for v in VIEWS if v.source in PHOTO_NAMES)
 SHADOW_STRENGTH = 0.16   # darkest shadow = 16 % below the house grey, under the garment's edge
 DETAIL_WIDTH_SHARE = 0.46  # detail crop width, share of the garment's width
 DETAIL_SEARCH_SIDE = 900  # the face is searched for its logo at this long side (a sleeve badge is small)
@@ -72,7 +64,7 @@ def render_view(view: str, source: Image.Image, style_ref: Image.Image,
     size = _ref_size(style_ref, out_size)
     if view == "3_detail_logo":
         result = _render_detail(source.convert("RGB"), size, photo)
-    elif view in ("1_face", "2_back"):
+    elif view in _FROM_PHOTO:
         result = _render_flat(source.convert("RGB"), measure_framing(style_ref), size)
     else:
         raise ValueError(f"unknown view {view!r}")
@@ -211,10 +203,8 @@ class FacePhoto:
 
 
 def _garment_on_grey(arr: np.ndarray) -> np.ndarray:
-    dist = np.abs(arr.astype(np.int16) - GREY).max(axis=-1)
-    fg = dist > 12
-    r = max(1, round(max(arr.shape[:2]) * 0.005))
-    return keep_largest(fill_holes(close_mask(fg, r)), min_rel=0.05)
+    """Garment of the finished face (exact house grey): a little looser than the checks' mask."""
+    return on_grey_mask(arr, None, 12, close_share=0.005, min_share=0.002)
 
 
 def find_logo(arr: np.ndarray, fg: np.ndarray, backgrounds=(HOUSE_GREY,),

@@ -10,9 +10,10 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.models import resolve_model
-from ..imaging.colour_fixes import _border_grey, background_fix, color_transfer
+from ..imaging.colour_fixes import background_fix, color_transfer
 from ..imaging.decode import open_image, save_png_atomic
 from ..imaging.finishing import finish
+from ..imaging.masks import border_grey
 from .gemini import ImageRequest, nearest_aspect_ratio, prepare_image
 from .paid_call import paid_image
 from .retouches import check_retouch
@@ -49,7 +50,7 @@ def retouch_one_off(settings, image: Path, *, prompt: str | None, fix: str | Non
             raise InputError(f"Image de référence introuvable : {ref}.")
     ref_img = open_image(ref_path, max_pixels=settings.max_pixels, what="l'image de référence",
                          max_side=2048) if ref_path else None
-    flat = _border_grey(np.asarray(original.resize((64, 64)))) is not None
+    flat = border_grey(np.asarray(original.resize((64, 64)))) is not None
     if fix == "background-fix":
         res = background_fix(original, original.size)
         result, note, ok = res.image, res.note, res.applied

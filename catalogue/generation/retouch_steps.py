@@ -175,44 +175,7 @@ def load_adjustments(path: Path) -> dict[str, list[Step]]:
     return parse_adjustments(text, path)
 
 
-# --- the tiny serializer -----------------------------------------------------------------------------
-
-def _toml_string(s: str) -> str:
-    out = []
-    for ch in s:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return _toml_string(v)
-    raise TypeError(f"unsupported value {v!r}")  # only strings and booleans are ever written
-
-
-def toml_table(view: str, table: dict) -> str:
-    """One `[[view]]` table: keys in the file's usual order, strings and booleans only."""
-    lines = [f"[[{view}]]"]
-    for key in STEP_KEYS:
-        if key in table:
-            lines.append(f"{key} = {_toml_value(table[key])}")
-    return "\n".join(lines) + "\n"
-
+# --- writing the file (tomlkit: the person's comments and layout are kept) ----------------------------
 
 FILE_HEADER = """\
 # Retouches déclarées de {folder} : rejouées à chaque génération de la vue (voir le README, « Retouching »).
@@ -222,13 +185,64 @@ FILE_HEADER = """\
 """
 
 
+def toml_table(view: str, table: dict) -> str:
+    """One `[[view]]` table written by tomlkit: keys in the file's usual order."""
+    import tomlkit  # only when a step is written: the task graph reads this module (tomllib only)
+
+    item = tomlkit.table()
+    for key in STEP_KEYS:
+        if key in table:
+            item[key] = table[key]
+    tables = tomlkit.aot()
+    tables.append(item)
+    doc = tomlkit.document()
+    doc.append(view, tables)
+    return tomlkit.dumps(doc)
+
+
 def dumps(folder: str, steps: dict[str, list[dict]]) -> str:
-    """A whole file: the header, then the steps view by view."""
+    """A whole new file: the header, then the steps view by view."""
     parts = [FILE_HEADER.format(folder=folder)]
     for view in VIEWS:
         for table in steps.get(view.name, []):
             parts.append("\n" + toml_table(view.name, table))
     return "".join(parts)
+
+
+def _table_span(lines: list[str], step: Step) -> tuple[int, int]:
+    """Lines [start, end) of the table of `step`: its header to the next header, without the
+    comments and blank lines just before that next header (they introduce what follows)."""
+    start = step.line - 1
+    end = start + 1
+    while end < len(lines) and not lines[end].lstrip().startswith("["):
+        end += 1
+    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+        end -= 1
+    return start, end
+
+
+def _set_force(text: str, step: Step) -> str:
+    """`force = true` in the table of `step`, edited by tomlkit on that table alone (an existing
+    `force` line keeps its place and comment; the rest of the file is untouched byte for byte).
+
+    Only that table is handed to tomlkit: tomlkit re-orders a file whose arrays of tables are
+    interleaved (python-poetry/tomlkit#601), which `doit adjust` itself writes ([[2_back]],
+    [[1_face]], [[2_back]] when steps are added in that order).
+    """
+    import tomlkit  # see toml_table
+
+    lines = text.splitlines(keepends=True)
+    start, end = _table_span(lines, step)
+    doc = tomlkit.parse("".join(lines[start:end]))
+    doc[step.view][-1]["force"] = True
+    edited = tomlkit.dumps(doc)
+    if end < len(lines) and not edited.endswith("\n"):
+        edited += "\n"
+    return "".join(lines[:start]) + edited + "".join(lines[end:])
+
+
+def _steps_of(text: str, path: Path) -> dict:
+    return {v: [s.as_table() for s in steps] for v, steps in parse_adjustments(text, path).items()}
 
 
 # --- recording a step (doit adjust, the review page) -----------------------------------------------
@@ -268,7 +282,8 @@ def add_step(settings, folder: str, view: str, table: dict, *, force: bool = Fal
     """Append one step (a table of STEP_KEYS) to the reference's file; returns the file's path.
 
     The same step as the view's last one (same instruction or fix, ref and model) is not added
-    twice: with `force` it gets `force = true` (the operator accepts a refused result).
+    twice: with `force` it gets `force = true` (the operator accepts a refused result). The new
+    table goes at the end of the file; what the person wrote (comments, order, spacing) is kept.
     """
     path = _check_target(settings, folder, view)
     table = {k: v for k, v in table.items() if v not in (None, "", False)}
@@ -276,31 +291,32 @@ def add_step(settings, folder: str, view: str, table: dict, *, force: bool = Fal
         table["force"] = True
     existing = load_adjustments(path)  # a malformed file is refused, with its line
     text = path.read_text(encoding="utf-8") if path.exists() else ""
+    want = {v: [s.as_table() for s in steps] for v, steps in existing.items()}
     last = (existing.get(view) or [None])[-1]
     if last is not None:
         same = {k: v for k, v in last.as_table().items() if k != "force"}
         if same == {k: v for k, v in table.items() if k != "force"}:
             if force and not last.force:
-                atomic_write_bytes(path, _set_force(text, last).encode("utf-8"))
+                new = _set_force(text, last)
+                want[view][-1]["force"] = True
+                _write_checked(path, new, want)
             return path
     if not text:
         new = dumps(folder, {view: [table]})
     else:
         new = text + ("" if text.endswith("\n") else "\n") + "\n" + toml_table(view, table)
-    parse_adjustments(new, path)  # never write a file the pipeline would refuse
-    atomic_write_bytes(path, new.encode("utf-8"))
+    want.setdefault(view, []).append({k: table[k] for k in STEP_KEYS if k in table})
+    _write_checked(path, new, want)
     return path
 
 
-def _set_force(text: str, step: Step) -> str:
-    """`force = true` in the table of `step` (edits that table only; comments elsewhere kept)."""
-    lines = text.splitlines(keepends=True)
-    start = step.line  # the header's index + 1 = first line of the table's body
-    end = start
-    while end < len(lines) and not lines[end].lstrip().startswith("["):
-        end += 1
-    body = [ln for ln in lines[start:end] if not re.match(r"^\s*force\s*=", ln)]
-    return "".join(lines[:start] + ["force = true\n"] + body + lines[end:])
+def _write_checked(path: Path, new: str, want: dict) -> None:
+    """Write `new` only when it reads back as exactly the steps wanted (never a file the pipeline
+    would refuse, nor an edit that landed in the wrong table)."""
+    if _steps_of(new, path) != want:
+        raise InputError(f"{_shown(path)} : modification automatique impossible sans risque (mise en "
+                         f"page inhabituelle). Ajoutez l'étape à la main (format : README, « Retouching »).")
+    atomic_write_bytes(path, new.encode("utf-8"))
 
 
 def record_step(settings, folder: str, view: str, instruction: str, *, ref: str | None = None,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..imaging.checks import THRESHOLDS, delta_e, flat_lay_garment, photo_garment, shape_iou
+from ..imaging.checks import THRESHOLDS, flat_lay_garment, photo_garment, shape_iou
+from ..imaging.colour import delta_e
 from ..imaging.colour_fixes import background_fix, color_transfer
 from ..imaging.decode import downscale, jpeg_bytes, open_image, png_bytes
 from .gemini import JPEG_QUALITY, PASSTHROUGH_MAX_BYTES, ImageRequest, nearest_aspect_ratio, prepare_image
@@ -17,7 +18,7 @@ from .paid_call import paid_image
 from .retouch_steps import ADJUSTMENTS_FILE, PlannedStep
 
 # The check of every Gemini retouch (`check_retouch`), on the garments of the image before and
-# after the step (masks and medians of `qa.flat_lay_garment`, CIEDE2000 of `qa.ciede2000`):
+# after the step (masks and medians of `qa.flat_lay_garment`, CIEDE2000 of `colour.ciede2000`):
 RETOUCH_LIMITS: dict[str, float] = {
     # Median garment colour change allowed, ΔE2000. A retouch ("remove the t-shirt underneath",
     # "smooth the folds") keeps the colour: the same garment re-rendered measures 0-3; the QA's

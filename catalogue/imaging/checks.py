@@ -43,9 +43,11 @@ from threading import Lock
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .decode import HOUSE_GREY
+from ..core.views import VIEW_NAMES
+from .colour import ciede2000, delta_e, rgb_to_lab
+from .decode import HOUSE_GREY, work_copy
 from .framing import measure_framing
-from .masks import _border_band, bbox, close_mask, erode, fill_holes, garment_mask, keep_largest
+from .masks import GARMENT_LEVEL, _border_band, bbox, border_grey, erode, garment_mask, on_grey_mask
 
 WORK_SIDE = 320          # long side of the copies every measure is made on (speed; medians are stable)
 SOURCE_SIDE = 480        # long side of the raw photo handed to garment_mask (busy backgrounds need detail)
@@ -69,7 +71,7 @@ THRESHOLDS: dict[str, float] = {
     "garment_share_min": 0.03,
     # Level (max |RGB - 243|) above which a pixel of a view is "not background": 14 as in
     # framing.measure_framing; finishing snaps the background to exactly 243.
-    "garment_level": 14.0,
+    "garment_level": GARMENT_LEVEL,
     # border: ΔE2000 between the median of the frame's border band and #F3F3F3. Finished views
     # measure 0.0 (exact snap); a 225 grey 6.4, white 255 4.2, a warm off-white ~3. 2.0 holds them
     # all and leaves finishing's rounding room.
@@ -113,7 +115,6 @@ THRESHOLDS: dict[str, float] = {
     "framing_margin_min": 0.01,
 }
 
-VIEWS = ("1_face", "2_back", "3_detail_logo")
 NA = "non applicable"
 
 
@@ -151,94 +152,6 @@ class QAReport:
 
 
 # ----------------------------------------------------------------------------------------------
-# Colour science (numpy, vectorised)
-
-_M_RGB_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                       [0.2126729, 0.7151522, 0.0721750],
-                       [0.0193339, 0.1191920, 0.9503041]])
-_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
-
-
-def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """sRGB (uint8 0-255, or float 0-255) -> CIELAB (D65), shape (..., 3)."""
-    c = np.asarray(rgb, dtype=np.float64) / 255.0
-    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    xyz = lin @ _M_RGB_XYZ.T / _WHITE_D65
-    eps, kappa = 216 / 24389, 24389 / 27
-    f = np.where(xyz > eps, np.cbrt(xyz), (kappa * xyz + 16) / 116)
-    L = 116 * f[..., 1] - 16
-    a = 500 * (f[..., 0] - f[..., 1])
-    b = 200 * (f[..., 1] - f[..., 2])
-    return np.stack([L, a, b], axis=-1)
-
-
-def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
-    """CIELAB (D65) -> sRGB float 0-255 (unclipped), shape (..., 3). Inverse of `rgb_to_lab`."""
-    lab = np.asarray(lab, dtype=np.float64)
-    fy = (lab[..., 0] + 16) / 116
-    fx = fy + lab[..., 1] / 500
-    fz = fy - lab[..., 2] / 200
-    eps, kappa = 216 / 24389, 24389 / 27
-    f = np.stack([fx, fy, fz], axis=-1)
-    xyz = np.where(f ** 3 > eps, f ** 3, (116 * f - 16) / kappa)
-    xyz[..., 1] = np.where(lab[..., 0] > kappa * eps, fy ** 3, lab[..., 0] / kappa)
-    lin = (xyz * _WHITE_D65) @ np.linalg.inv(_M_RGB_XYZ).T
-    lin = np.clip(lin, 0.0, None)
-    c = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
-    return c * 255.0
-
-
-def ciede2000(lab1, lab2, kL: float = 1.0, kC: float = 1.0, kH: float = 1.0) -> np.ndarray:
-    """CIEDE2000 colour difference (Sharma, Wu, Dalal 2005), broadcast over (..., 3) arrays."""
-    lab1 = np.asarray(lab1, dtype=np.float64)
-    lab2 = np.asarray(lab2, dtype=np.float64)
-    L1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
-    L2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
-    C1 = np.hypot(a1, b1)
-    C2 = np.hypot(a2, b2)
-    Cbar7 = ((C1 + C2) / 2) ** 7
-    G = 0.5 * (1 - np.sqrt(Cbar7 / (Cbar7 + 25.0 ** 7)))
-    a1p, a2p = (1 + G) * a1, (1 + G) * a2
-    C1p, C2p = np.hypot(a1p, b1), np.hypot(a2p, b2)
-    h1p = np.degrees(np.arctan2(b1, a1p)) % 360.0
-    h2p = np.degrees(np.arctan2(b2, a2p)) % 360.0
-    h1p = np.where((a1p == 0) & (b1 == 0), 0.0, h1p)
-    h2p = np.where((a2p == 0) & (b2 == 0), 0.0, h2p)
-
-    dLp = L2 - L1
-    dCp = C2p - C1p
-    zero = (C1p * C2p) == 0
-    dh = h2p - h1p
-    dhp = np.where(dh > 180, dh - 360, np.where(dh < -180, dh + 360, dh))
-    dhp = np.where(zero, 0.0, dhp)
-    dHp = 2 * np.sqrt(C1p * C2p) * np.sin(np.radians(dhp) / 2)
-
-    Lbp = (L1 + L2) / 2
-    Cbp = (C1p + C2p) / 2
-    hsum = h1p + h2p
-    hbp = np.where(np.abs(h1p - h2p) <= 180, hsum / 2,
-                   np.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2))
-    hbp = np.where(zero, hsum, hbp)
-    T = (1 - 0.17 * np.cos(np.radians(hbp - 30)) + 0.24 * np.cos(np.radians(2 * hbp))
-         + 0.32 * np.cos(np.radians(3 * hbp + 6)) - 0.20 * np.cos(np.radians(4 * hbp - 63)))
-    dtheta = 30 * np.exp(-(((hbp - 275) / 25) ** 2))
-    Cbp7 = Cbp ** 7
-    RC = 2 * np.sqrt(Cbp7 / (Cbp7 + 25.0 ** 7))
-    SL = 1 + 0.015 * (Lbp - 50) ** 2 / np.sqrt(20 + (Lbp - 50) ** 2)
-    SC = 1 + 0.045 * Cbp
-    SH = 1 + 0.015 * Cbp * T
-    RT = -np.sin(np.radians(2 * dtheta)) * RC
-    tl, tc, th = dLp / (kL * SL), dCp / (kC * SC), dHp / (kH * SH)
-    return np.sqrt(tl ** 2 + tc ** 2 + th ** 2 + RT * tc * th)
-
-
-def delta_e(lab1, lab2) -> float | None:
-    if lab1 is None or lab2 is None:
-        return None
-    return float(ciede2000(np.asarray(lab1), np.asarray(lab2)))
-
-
-# ----------------------------------------------------------------------------------------------
 # Garment measures
 
 @dataclass
@@ -265,15 +178,6 @@ class Garment:
         return self._aligned
 
 
-def _small(img: Image.Image, side: int = WORK_SIDE) -> Image.Image:
-    img = img.convert("RGB")
-    w, h = img.size
-    s = side / max(w, h)
-    if s >= 1:
-        return img
-    return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BOX, reducing_gap=2.0)
-
-
 def _core(mask: np.ndarray) -> np.ndarray:
     """The mask minus its outline (anti-aliasing, contact shadow, background bleeding in)."""
     r = max(1, round(max(mask.shape) * 0.012))
@@ -287,38 +191,20 @@ def _median_lab(arr: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     return np.median(rgb_to_lab(arr[mask]), axis=0)
 
 
-def on_grey_mask(arr: np.ndarray, grey=None, level: float | None = None) -> np.ndarray:
-    """Garment of a flat lay on the house grey: what is farther than `level` from the grey."""
-    level = THRESHOLDS["garment_level"] if level is None else level
-    g = np.asarray(HOUSE_GREY if grey is None else grey, dtype=np.float32)
-    fg = np.abs(arr.astype(np.float32) - g).max(-1) > level
-    if not fg.any():
-        return fg
-    r = max(1, round(max(arr.shape[:2]) * 0.006))
-    return keep_largest(fill_holes(close_mask(fg, r)), min_rel=0.05, min_share=0.001)
-
-
 def flat_lay_garment(img: Image.Image, *, own_grey: bool = False) -> Garment:
     """Garment of a flat lay on (about) the house grey: a finished view, or a style reference.
 
     With `own_grey`, the grey is the border's own when it is near the house grey (real style
     references drift, e.g. 240 with a vignette), as `framing.measure_framing` does.
     """
-    arr = np.asarray(_small(img))
-    grey = None
-    if own_grey:
-        h, w = arr.shape[:2]
-        band = _border_band(h, w, max(2, round(max(h, w) * 0.01)))
-        border = np.median(arr[band].astype(np.float32), axis=0)
-        if np.abs(border - np.asarray(HOUSE_GREY)).max() < 25:
-            grey = border
-    mask = on_grey_mask(arr, grey)
+    arr = np.asarray(work_copy(img, WORK_SIDE))
+    mask = on_grey_mask(arr, border_grey(arr) if own_grey else None, THRESHOLDS["garment_level"])
     return Garment(_median_lab(arr, _core(mask)), float(mask.mean()), mask, arr=arr)
 
 
 def photo_garment(img: Image.Image) -> Garment:
     """Garment of a raw photo through `segmentation.garment_mask` (uncertain on busy backgrounds)."""
-    small = _small(img, SOURCE_SIDE)
+    small = work_copy(img, SOURCE_SIDE)
     seg = garment_mask(small)
     arr = np.asarray(small)
     mask = seg.mask
@@ -499,7 +385,7 @@ def _check_back_face(g: Garment, face: Garment) -> Check:
 
 
 def _check_framing(small: Image.Image, style: Image.Image) -> Check:
-    ref = _cached("framing", style, lambda im: measure_framing(_small(im, 400)))
+    ref = _cached("framing", style, lambda im: measure_framing(work_copy(im, 400)))
     got = measure_framing(small)
     cmax, smin, smax, mmin = (THRESHOLDS["framing_centre_max"], THRESHOLDS["framing_size_min"],
                               THRESHOLDS["framing_size_max"], THRESHOLDS["framing_margin_min"])
@@ -538,7 +424,7 @@ def check_view(view: str, image: Image.Image, *, source: Image.Image, style: Ima
     `source`: the raw photo (1_face, 2_back) or the finished 1_face (3_detail_logo); `style`: the
     style reference of this view; `face`: the finished 1_face, for 2_back's consistency check.
     """
-    if view not in VIEWS:
+    if view not in VIEW_NAMES:
         raise ValueError(f"unknown view {view!r}")
     t0 = time.perf_counter()
     checks: list[Check] = []
@@ -554,7 +440,7 @@ def check_view(view: str, image: Image.Image, *, source: Image.Image, style: Ima
                         f"image lisible : {rgb.width}×{rgb.height}"))
     checks.append(_check_size(rgb, style, expected_size))
 
-    small = _small(rgb)
+    small = work_copy(rgb, WORK_SIDE)
     arr = np.asarray(small)
     g = flat_lay_garment(small)
     checks.append(_check_contrast(arr.astype(np.float32)))

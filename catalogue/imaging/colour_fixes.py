@@ -2,7 +2,7 @@
 
 `color-fix` (the shop's « caler les couleurs du dos sur la face »): the garment of this view takes
 the colour of the garment of a reference image (the finished `1_face` by default). Both garments
-are found with the quality gate's masks (`qa.on_grey_mask` on the house grey; `qa.photo_garment`
+are found with the quality gate's masks (`masks.on_grey_mask` on the house grey; `checks.photo_garment`
 for a raw photo); their robust statistics in CIELAB (median and 1.4826 × MAD per channel, so a
 logo or a zip does not pull them) are matched: every garment pixel is mapped
 `(x - median_view) × k + median_ref` per channel, `k` = ratio of the spreads clipped to
@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from .checks import _core, ciede2000, lab_to_rgb, on_grey_mask, photo_garment, rgb_to_lab
-from .decode import HOUSE_GREY
+from .checks import _core, photo_garment
+from .colour import ciede2000, lab_to_rgb, rgb_to_lab
+from .decode import HOUSE_GREY, work_copy
 from .finishing import FLAG_LIGHT, finish
-from .masks import _border_band, close_mask, fill_holes, fit_background, keep_largest
+from .masks import _border_band, border_grey, close_mask, fill_holes, fit_background, keep_largest, on_grey_mask
 
 # Long side of the copy the garment masks are computed on (the weight is upscaled, feathered).
 MASK_SIDE = 640
@@ -54,42 +55,21 @@ class FixResult:
 
 # --- garment statistics ---------------------------------------------------------------------------
 
-def _resized(img: Image.Image, side: int) -> Image.Image:
-    img = img.convert("RGB")
-    s = side / max(img.size)
-    if s >= 1:
-        return img
-    return img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.BOX)
-
-
-def _border_grey(arr: np.ndarray) -> np.ndarray | None:
-    """The frame's own grey when it is near the house grey (a flat lay), else None."""
-    h, w = arr.shape[:2]
-    band = _border_band(h, w, max(2, round(max(h, w) * 0.01)))
-    border = np.median(arr[band].astype(np.float32), axis=0)
-    return border if np.abs(border - np.asarray(HOUSE_GREY)).max() < 25 else None
-
-
-def _flat_mask(arr: np.ndarray) -> np.ndarray:
-    """Garment of a flat lay (or of a full-frame crop): far from its own grey, else from #F3F3F3."""
-    return on_grey_mask(arr, _border_grey(arr))
-
-
 def garment_stats(img: Image.Image, *, photo: bool | None = None) -> dict | None:
     """Robust CIELAB statistics of the garment of `img`: median, spread, ΔE to the house grey.
 
     `photo`: True for a raw photo (segmentation of `qa.photo_garment`), False for a flat lay on
     the house grey; None decides from the border (near the house grey: a flat lay).
     """
-    small = _resized(img, MASK_SIDE)
+    small = work_copy(img, MASK_SIDE)
     arr = np.asarray(small)
     if photo is None:
-        photo = _border_grey(arr) is None
+        photo = border_grey(arr) is None
     if photo:
         g = photo_garment(img)
         mask, arr = g.mask, g.arr
     else:
-        mask = _flat_mask(arr)
+        mask = on_grey_mask(arr, border_grey(arr))  # far from its own grey, else from #F3F3F3
     if mask is None or mask.sum() < 50:
         return None
     core = _core(mask)
@@ -161,7 +141,7 @@ def color_transfer(image: Image.Image, reference: Image.Image, *, reference_is_p
 def light_aware_area(img: Image.Image) -> float:
     """Share of the frame taken by the garment, measured against a smooth background surface fitted
     on the border (so a white garment on a grey, or on an off-white drifting background, counts)."""
-    arr = np.asarray(_resized(img, MASK_SIDE), dtype=np.float32)
+    arr = np.asarray(work_copy(img, MASK_SIDE), dtype=np.float32)
     h, w = arr.shape[:2]
     band = _border_band(h, w, max(2, round(max(h, w) * 0.02)))
     model, res = fit_background(arr, band)

@@ -142,10 +142,19 @@ def open_image(path: Path | str, *, max_pixels: int, what: str = "la photo",
                          f"recopiez le fichier depuis le téléphone.")
 
 
-def downscale(img: Image.Image, long_side: int) -> Image.Image:
-    """Shrink so that the longer side is at most `long_side` (never enlarges)."""
+def downscale(img: Image.Image, long_side: int, resample=Image.LANCZOS,
+              reducing_gap: float | None = None) -> Image.Image:
+    """Shrink so that the longer side is at most `long_side` (never enlarges): the one resize of
+    the package (photos sent to Gemini with LANCZOS, measuring copies through `work_copy`)."""
     w, h = img.size
     scale = long_side / max(w, h)
     if scale >= 1:
         return img
-    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.LANCZOS)
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample,
+                      reducing_gap=reducing_gap)
+
+
+def work_copy(img: Image.Image, long_side: int) -> Image.Image:
+    """The RGB copy every measure is made on (masks, framing, checks, colour fixes): box-filtered
+    (an average: medians and masks are stable), at most `long_side` on its longer side."""
+    return downscale(img.convert("RGB"), long_side, Image.BOX, reducing_gap=2.0)

@@ -138,6 +138,9 @@ def finish(raw: Image.Image, out_size: tuple[int, int]) -> FinishResult:
     tol = max(3.0, 3.5 * noise) / float(model.mean())
     bg_like = np.abs(ratio - 1.0).max(-1) < tol
     # Smooth, neutral darkening: the generator's soft shadow.
+    # NOTE: box_sum truncates to integers, so this is the variance of int(ratio) (0 or 1), not of
+    # the ratio: `smooth` means "the whole 5×5 window is darker than the model". Kept as it was
+    # calibrated; a real local variance changes 3-5 % of the pixels of some views (see notes/lib.md).
     mean = box_sum(lum_ratio, 2) / 25.0
     var = box_sum(lum_ratio ** 2, 2) / 25.0 - mean ** 2
     smooth = var < 0.012 ** 2

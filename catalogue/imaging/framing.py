@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .decode import HOUSE_GREY
-from .masks import _border_band, bbox, close_mask, fill_holes, keep_largest, work_copy
+from .decode import work_copy
+from .masks import GARMENT_LEVEL, bbox, border_grey, on_grey_mask
 
 MEASURE_SIDE = 400
 
@@ -37,22 +37,15 @@ class Framing:
 DEFAULT_FRAMING = Framing(cx=0.5, cy=0.5, width=0.62, height=0.56, measured=False)
 
 
-def measure_framing(style_ref: Image.Image, *, tolerance: float = 14.0) -> Framing:
+def measure_framing(style_ref: Image.Image, *, tolerance: float = GARMENT_LEVEL) -> Framing:
     """Garment box of a flat-lay style reference, as shares of its frame."""
     small = work_copy(style_ref, MEASURE_SIDE)
     arr = np.asarray(small, dtype=np.float32)
     h, w = arr.shape[:2]
     if h < 8 or w < 8:
         return DEFAULT_FRAMING
-    band = _border_band(h, w, max(2, round(max(h, w) * 0.01)))
-    border = np.median(arr[band], axis=0)
     # The house grey, or the reference's own grey when it drifted (real references measure ~240).
-    grey = border if np.abs(border - np.asarray(HOUSE_GREY)).max() < 25 else np.asarray(HOUSE_GREY, np.float32)
-    dist = np.abs(arr - grey).max(axis=-1)
-    fg = dist > tolerance
-    r = max(1, round(max(h, w) * 0.006))
-    fg = fill_holes(close_mask(fg, r))
-    fg = keep_largest(fg, min_rel=0.05, min_share=0.001)
+    fg = on_grey_mask(arr, border_grey(arr), tolerance)
     share = fg.mean()
     b = bbox(fg)
     if b is None or share < 0.01 or share > 0.95:
@@ -83,6 +76,6 @@ def placement(garment_box: tuple[int, int, int, int], framing: Framing,
     return (nw, nh), (round(left), round(top))
 
 
-def measure_box(img: Image.Image, *, tolerance: float = 14.0) -> Framing:
+def measure_box(img: Image.Image, *, tolerance: float = GARMENT_LEVEL) -> Framing:
     """Framing of any flat lay on the house grey (used by tests and QA to compare with a reference)."""
     return measure_framing(img, tolerance=tolerance)

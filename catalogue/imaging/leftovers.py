@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .masks import (_border_band, bbox, dilate, erode, fit_background, keep_largest, label, open_mask, to_opponent,
-                    work_copy)
+from .decode import work_copy
+from .masks import WORK_SIDE, _border_band, bbox, dilate, erode, fit_background, keep_largest, label, open_mask, to_opponent
 
 # Calibrated on the bundled samples and the shop's photos (data/shop/photos): the sample with a wall
 # shadow measures 0.11 of the garment's area, clean cut-outs 0.00-0.03.
@@ -91,7 +91,7 @@ def _hook_rows(m: np.ndarray) -> int:
 
 def clean_cutout(photo: Image.Image, mask: np.ndarray, *, busy: bool) -> Cleanup:
     """`mask` (the photo's size) without the background left along its outline and the hook."""
-    small = work_copy(photo.convert("RGB")).filter(ImageFilter.GaussianBlur(1.0))
+    small = work_copy(photo.convert("RGB"), WORK_SIDE).filter(ImageFilter.GaussianBlur(1.0))
     arr = np.asarray(small, dtype=np.float32)
     h, w = arr.shape[:2]
     m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.BILINEAR)) > 127

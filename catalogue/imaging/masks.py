@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFilter
+from scipy import ndimage as ndi
+
+from .decode import HOUSE_GREY, work_copy
 
 WORK_SIDE = 640
 
@@ -49,34 +52,38 @@ class Segmentation:
 
 
 # ----------------------------------------------------------------------------------------------
-# Morphology and connected components on boolean arrays (numpy only, O(pixels) whatever the radius)
+# Morphology and connected components on boolean arrays (scipy.ndimage)
 
-def _window_sum_1d(a: np.ndarray, r: int, axis: int) -> np.ndarray:
-    a = np.moveaxis(a, axis, 0)
-    p = np.pad(a, [(r + 1, r)] + [(0, 0)] * (a.ndim - 1))
-    c = np.cumsum(p, axis=0, dtype=np.int32)
-    out = c[2 * r + 1:] - c[:-2 * r - 1]
-    return np.moveaxis(out, 0, axis)
+_STRUCTURE = {4: ndi.generate_binary_structure(2, 1), 8: ndi.generate_binary_structure(2, 2)}
 
 
 def box_sum(a: np.ndarray, r: int) -> np.ndarray:
-    """Sum over the (2r+1)×(2r+1) square around each pixel (zeros outside the array)."""
+    """Sum over the (2r+1)×(2r+1) square around each pixel (zeros outside the array), int32.
+
+    Float input is truncated to integers first (as it always was; `finishing` relies on it).
+    """
+    a = a.astype(np.int32)
     if r <= 0:
-        return a.astype(np.int32)
-    return _window_sum_1d(_window_sum_1d(a.astype(np.int32), r, 0), r, 1)
+        return a
+    for axis in (0, 1):
+        b = np.moveaxis(a, axis, 0)
+        c = np.cumsum(np.pad(b, [(r + 1, r)] + [(0, 0)] * (b.ndim - 1)), axis=0, dtype=np.int32)
+        a = np.moveaxis(c[2 * r + 1:] - c[:-2 * r - 1], 0, axis)
+    return a
 
 
 def dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    """Dilation by a (2r+1)-square (a separable running maximum)."""
     if r <= 0:
         return mask.copy()
-    return box_sum(mask, r) > 0
+    return ndi.maximum_filter(mask, size=2 * r + 1, mode="constant", cval=False)
 
 
 def erode(mask: np.ndarray, r: int) -> np.ndarray:
     """Erosion by a square; the outside of the array counts as foreground (no eating from the frame)."""
     if r <= 0:
         return mask.copy()
-    return box_sum(~mask, r) == 0
+    return ndi.minimum_filter(mask, size=2 * r + 1, mode="constant", cval=True)
 
 
 def close_mask(mask: np.ndarray, r: int) -> np.ndarray:
@@ -90,59 +97,11 @@ def open_mask(mask: np.ndarray, r: int) -> np.ndarray:
 def label(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Connected components of `mask`: (labels int32 array, 0 = background; sizes indexed by label).
 
-    Run-length based: runs of each row are merged with the overlapping runs of the row above, then
-    the run graph is reduced with vectorised min-label propagation. Fast on the masks used here.
+    Labels are numbered in raster order of each component's first pixel; `sizes[0]` is 0.
     """
-    h, w = mask.shape
-    labels = np.zeros((h, w), dtype=np.int32)
-    if not mask.any():
-        return labels, np.zeros(1, dtype=np.int64)
-    m = mask.astype(np.int8)
-    d = np.diff(np.pad(m, ((0, 0), (1, 1))), axis=1)
-    sr, sc = np.nonzero(d == 1)
-    er, ec = np.nonzero(d == -1)   # exclusive ends; same row-major order as the starts
-    n = sr.size
-    stride = w + 2
-    skey = sr.astype(np.int64) * stride + sc
-    ekey = er.astype(np.int64) * stride + ec
-    # Runs of the row above overlapping run i: end > start_i (- 1 for 8-conn), start < end_i (+1).
-    grow = 1 if connectivity == 8 else 0
-    prev_row = sr.astype(np.int64) - 1
-    lo = np.searchsorted(ekey, prev_row * stride + sc - grow, side="right")
-    hi = np.searchsorted(skey, prev_row * stride + ec + grow, side="left")
-    # keep only candidates really on the previous row
-    row_lo = np.searchsorted(sr, prev_row, side="left")
-    row_hi = np.searchsorted(sr, prev_row, side="right")
-    lo = np.maximum(lo, row_lo)
-    hi = np.minimum(hi, row_hi)
-    counts = np.maximum(hi - lo, 0)
-    parent = np.arange(n, dtype=np.int64)
-    if counts.sum():
-        a = np.repeat(np.arange(n), counts)
-        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        b = np.repeat(lo, counts) + offsets
-        while True:  # hook roots onto the smaller root of each edge, then jump to the roots
-            pa, pb = parent[a], parent[b]
-            mn = np.minimum(pa, pb)
-            new = parent.copy()
-            np.minimum.at(new, pa, mn)
-            np.minimum.at(new, pb, mn)
-            while True:
-                nxt = new[new]
-                if np.array_equal(nxt, new):
-                    break
-                new = nxt
-            if np.array_equal(new, parent):
-                break
-            parent = new
-    roots, run_label = np.unique(parent, return_inverse=True)
-    run_label = run_label.astype(np.int32) + 1
-    lengths = (ec - sc).astype(np.int64)
-    sizes = np.bincount(run_label, weights=lengths, minlength=roots.size + 1).astype(np.int64)
-    flat = np.zeros(h * w + 1, dtype=np.int32)
-    np.add.at(flat, sr.astype(np.int64) * w + sc, run_label)
-    np.add.at(flat, er.astype(np.int64) * w + ec, -run_label)
-    labels = np.cumsum(flat[:-1], dtype=np.int32).reshape(h, w)
+    labels, n = ndi.label(mask, structure=_STRUCTURE[connectivity], output=np.int32)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.int64)
+    sizes[0] = 0
     return labels, sizes
 
 
@@ -151,9 +110,10 @@ def _border_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def fill_holes(mask: np.ndarray, max_size: int | None = None) -> np.ndarray:
-    """Background regions not connected to the frame's border become foreground.
+    """Background regions (4-connected) not connected to the frame's border become foreground.
 
-    With `max_size`, only holes of at most that many pixels are filled.
+    With `max_size`, only holes of at most that many pixels are filled. (Labelling the background
+    once is faster here than `ndimage.binary_fill_holes`' iterated dilation, same result.)
     """
     bg_labels, sizes = label(~mask, connectivity=4)
     outside = np.zeros(sizes.size, dtype=bool)
@@ -192,6 +152,39 @@ def keep_largest(mask: np.ndarray, min_rel: float = 0.2, min_share: float = 0.00
     return keep[labels]
 
 
+# ----------------------------------------------------------------------------------------------
+# Flat lays on the house grey (finished views, style references): one rule, one mask
+
+# A frame whose border median is within this (max |RGB - 243|) of #F3F3F3 is a flat lay on the
+# house grey, its own grey drifted (real style references measure ~240, some with a vignette);
+# anything farther is another background (a raw photo).
+GREY_DRIFT_MAX = 25.0
+# What is farther than this (max |RGB - grey|) from the grey is garment (finishing snaps the
+# background to exactly 243; the quality gate's "garment_level").
+GARMENT_LEVEL = 14.0
+
+
+def border_grey(arr: np.ndarray) -> np.ndarray | None:
+    """The median of the frame's border (1 % band) when it is the house grey, drifted or not; else None."""
+    h, w = arr.shape[:2]
+    band = _border_band(h, w, max(2, round(max(h, w) * 0.01)))
+    border = np.median(arr[band].astype(np.float32), axis=0)
+    return border if np.abs(border - np.asarray(HOUSE_GREY)).max() < GREY_DRIFT_MAX else None
+
+
+def on_grey_mask(arr: np.ndarray, grey=None, level: float = GARMENT_LEVEL, *, close_share: float = 0.006,
+                 min_share: float = 0.001) -> np.ndarray:
+    """Garment of a flat lay on the house grey (`grey`: its own, from `border_grey`; None: #F3F3F3):
+    what is farther than `level` from the grey, closed (radius `close_share` of the long side),
+    holes filled, the largest parts kept (those of at least 5 % of the largest, `min_share` of the frame)."""
+    g = np.asarray(HOUSE_GREY if grey is None else grey, dtype=np.float32)
+    fg = np.abs(arr.astype(np.float32) - g).max(-1) > level
+    if not fg.any():
+        return fg
+    r = max(1, round(max(arr.shape[:2]) * close_share))
+    return keep_largest(fill_holes(close_mask(fg, r)), min_rel=0.05, min_share=min_share)
+
+
 def bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) with exclusive ends, or None for an empty mask."""
     rows = np.flatnonzero(mask.any(axis=1))
@@ -215,15 +208,6 @@ def to_opponent(rgb: np.ndarray) -> np.ndarray:
     rg = (r - g) * 1.2
     yb = ((r + g) * 0.5 - b) * 1.2
     return np.stack([lum, rg, yb], axis=-1)
-
-
-def work_copy(img: Image.Image, side: int = WORK_SIDE) -> Image.Image:
-    w, h = img.size
-    scale = side / max(w, h)
-    if scale >= 1:
-        return img.convert("RGB")
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return img.convert("RGB").resize(size, Image.BOX, reducing_gap=3.0)
 
 
 def _border_band(h: int, w: int, band: int) -> np.ndarray:
@@ -397,7 +381,7 @@ def garment_mask(img: Image.Image) -> Segmentation:
     if W < 8 or H < 8:
         m = _fallback((W, H))
         return Segmentation(m, True, REASON_EMPTY, (243, 243, 243), box=bbox(m) or (0, 0, W, H))
-    small = work_copy(img).filter(ImageFilter.GaussianBlur(1.0))
+    small = work_copy(img, WORK_SIDE).filter(ImageFilter.GaussianBlur(1.0))
     arr = np.asarray(small, dtype=np.float32)
     h, w = arr.shape[:2]
     opp = to_opponent(arr)
