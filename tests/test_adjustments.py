@@ -319,3 +319,18 @@ def test_a_retouch_for_a_view_the_reference_lacks_is_reported(project):
     run = project.doit()
     assert run.returncode == 1
     assert "retouche pour 2_back" in run.stdout and "pas de photo de dos" in run.stdout
+
+
+def test_two_identical_one_off_retouches_started_together_pay_once(gemini_project):
+    """Issue 9: the one-off retouch goes through the one paid path, whose per-key lock holds
+    across processes: two identical `doit adjust --image` started at once make one paid call."""
+    project, fake = gemini_project
+    fake.latency = 2.0
+    look = project.root / "misc" / "look.png"
+    look.parent.mkdir()
+    flat_lay((40, 60, 120), size=(300, 400)).save(look)
+    procs = [project.start_doit("adjust", "--image", "misc/look.png", "--prompt", INSTR_1) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert len(calls(fake)) == 1, outs
+    assert sum("réponse déjà payée" in out for out in outs) == 1

@@ -7,8 +7,11 @@ identical request is answered from disk whatever happened to doit's state: `doit
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..core.files import atomic_write_bytes
@@ -25,6 +28,18 @@ _key_locks_guard = threading.Lock()
 def _lock_for(key: str) -> threading.Lock:
     with _key_locks_guard:
         return _key_locks.setdefault(key, threading.Lock())
+
+
+@contextmanager
+def _file_lock(path: Path):
+    """An exclusive flock on `path`, held while the block runs (released by the OS on a crash)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class AnswerStore:
@@ -52,8 +67,9 @@ class AnswerStore:
 
     def get_or_create(self, key: str, produce) -> tuple[bytes, dict, bool]:
         """(data, metadata, from_store): the stored answer, else `produce()` -> (data, metadata),
-        stored before it is returned. `produce` (the paid call) runs once per key at a time."""
-        with _lock_for(key):
+        stored before it is returned. `produce` (the paid call) runs once per key at a time, in
+        this process (threads) and across processes (a flock on `<key>.lock` beside the answer)."""
+        with _lock_for(key), _file_lock(self._dir(key) / f"{key}.lock"):
             hit = self.get(key)
             if hit:
                 return hit[0], hit[1], True
