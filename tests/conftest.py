@@ -9,7 +9,7 @@ import pytest
 from fakes.gemini_server import fake_gemini  # noqa: F401 (a fixture)
 from fakes.postgres import shared_cluster
 from fakes.reboul_backend import ReboulBackend
-from helpers import REPO, Project, Shop, clean_env, style_ref
+from helpers import CHROMIUM, CHROMIUM_ARGS, REPO, Project, Shop, clean_env, style_ref
 
 
 @pytest.fixture
@@ -62,3 +62,15 @@ def shop(pg_cluster, tmp_path):
     finally:
         backend.stop()
         shop.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("chromium absent (apt-get install chromium): the browser test needs a real headless browser")
+    from playwright.sync_api import sync_playwright  # pip install playwright (no browser download needed)
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

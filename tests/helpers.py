@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -243,3 +244,12 @@ def fault_env(tmp_path: Path, env: dict, code: str) -> dict:
     d.mkdir(exist_ok=True)
     (d / "sitecustomize.py").write_text(code)
     return {**env, "PYTHONPATH": f"{d}{os.pathsep}{env.get('PYTHONPATH', '')}"}
+
+
+# --- the review page's browser tests ------------------------------------------------------------
+
+# Debian's chromium (installed by .ci/run); Playwright never downloads a browser here.
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+

@@ -25,9 +25,6 @@ from catalogue.review import report, rows
 from catalogue.review import server as review_server
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FOLDERS = ("L100001-V09A", "R300010-V05", "W200300-V01")
 
 
@@ -566,16 +563,6 @@ def test_write_report_writes_a_self_contained_page(proj):
 
 # --- (2) the page in a real headless browser -----------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("chromium absent (apt-get install chromium): the browser test needs a real headless browser")
-    from playwright.sync_api import sync_playwright  # pip install playwright (no browser download needed)
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def test_page_in_a_browser_keyboard_navigation_and_approve(browser, server, tmp_path):

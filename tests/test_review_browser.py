@@ -9,12 +9,9 @@ and shown; `a` approves; `doit upload` then sends exactly those images. `?` list
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
-from pathlib import Path
 
-import pytest
 from helpers import clean_env  # noqa: F401 (the project fixture uses it)
 
 from catalogue.core import view_state
@@ -23,22 +20,9 @@ from catalogue.core.files import sha256_file
 from catalogue.core.settings import load_settings
 from catalogue.review import server as review_server
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FOLDER = "L100001-V09A"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("chromium absent (apt-get install chromium): the browser test needs a real headless browser")
-    from playwright.sync_api import sync_playwright  # pip install playwright (no browser download needed)
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Page:
