@@ -31,3 +31,8 @@ class BudgetExceeded(GenerationError):
 
 class UploadError(PipelineError):
     """The backend or the reference lookup refused or failed."""
+
+
+class BatchPending(PipelineError):
+    """GEMINI_MODE=batch: the view's request is in a Batch API job (or queued for one) and its
+    answer is not back yet. Not a failure: the run ends with exit 0, a later run collects it."""

@@ -15,6 +15,9 @@ model page of Gemini 3.1 Flash Image. A call is billed as
 where the image output tokens are the IMAGE entries of `usageMetadata.candidatesTokensDetails`
 (one entry per answer, summing every image the call returned). Confirm with an invoice when
 Google reprices; `doit plan` and the budget use the same table (`estimate_call_cost`).
+
+Batch API (`GEMINI_MODE=batch`): half of each price of this table (`BATCH_DISCOUNT`; pricing
+page: "Batch: half of each"), applied by `call_cost(..., batch=True)` and `estimate_call_cost`.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class ModelPrice:
     def image_cost(self, image_size: str) -> float:
         return self.image_tokens[image_size] * self.image_output_per_mtok / 1e6
 
+
+# The Batch API bills every token at this share of the interactive price (same table, no second one).
+BATCH_DISCOUNT = 0.5
 
 PRICES: dict[str, ModelPrice] = {
     # $0.134 per 1K/2K image (1,120 tokens), $0.24 per 4K image (2,000 tokens).
@@ -117,19 +123,21 @@ class CallCost:
 
 
 def call_cost(model_id: str, *, input_tokens: int = 0, thought_tokens: int = 0,
-              text_output_tokens: int = 0, image_output_tokens: int = 0) -> CallCost:
-    """The cost of one call from its token counts (see the module docstring)."""
+              text_output_tokens: int = 0, image_output_tokens: int = 0, batch: bool = False) -> CallCost:
+    """The cost of one call from its token counts (see the module docstring); `batch`: answered
+    through the Batch API, at `BATCH_DISCOUNT` of the interactive price."""
     p = price(model_id)
-    return CallCost(input_usd=input_tokens * p.input_per_mtok / 1e6,
-                    text_output_usd=(thought_tokens + text_output_tokens) * p.text_output_per_mtok / 1e6,
-                    image_usd=image_output_tokens * p.image_output_per_mtok / 1e6)
+    share = BATCH_DISCOUNT if batch else 1.0
+    return CallCost(input_usd=share * input_tokens * p.input_per_mtok / 1e6,
+                    text_output_usd=share * (thought_tokens + text_output_tokens) * p.text_output_per_mtok / 1e6,
+                    image_usd=share * image_output_tokens * p.image_output_per_mtok / 1e6)
 
 
-def estimate_call_cost(model_id: str, image_size: str, input_images: int) -> float:
+def estimate_call_cost(model_id: str, image_size: str, input_images: int, *, batch: bool = False) -> float:
     """Cost in USD expected for one call with `input_images` images, before it is made."""
     tokens = input_images * INPUT_TOKENS_PER_IMAGE_ESTIMATE + INSTRUCTION_TOKENS_ESTIMATE
     return call_cost(model_id, input_tokens=tokens, thought_tokens=THOUGHT_TOKENS_ESTIMATE,
-                     image_output_tokens=image_tokens(model_id, image_size)).total
+                     image_output_tokens=image_tokens(model_id, image_size), batch=batch).total
 
 
 def default_timeout(image_size: str) -> float:

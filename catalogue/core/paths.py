@@ -9,6 +9,7 @@
     output/.state/answers/               raw generator answers      answers_dir
     output/.state/ledger.jsonl           the cost ledger            ledger_path
     output/.state/thumbs/                review thumbnails          thumbs_dir
+    output/.state/batches/<id>.json      a Batch API job's record   batch_record_path
     output/.state/errors.log             tracebacks of bugs         errors_log_path
     <root>/.doit.lock, .doit.sqlite      the run lock, doit's state (next to dodo.py)
 """
@@ -76,6 +77,15 @@ def ledger_path(settings) -> Path:
 
 def thumbs_dir(settings) -> Path:
     return state_dir(settings) / "thumbs"
+
+
+def batches_dir(settings) -> Path:
+    """Batch API jobs submitted and not yet collected (GEMINI_MODE=batch), and their spool files."""
+    return state_dir(settings) / "batches"
+
+
+def batch_record_path(settings, record_id: str) -> Path:
+    return batches_dir(settings) / f"{record_id}.json"
 
 
 def errors_log_path(settings) -> Path:

@@ -26,10 +26,11 @@ KNOWN_NAMES = ("GEMINI_API_KEY", "GEMINI_MODEL", "GENERATOR", "IMAGE_SIZE", "OUT
                "GEMINI_RPM", "GEMINI_MAX_WAIT", "GEMINI_TIMEOUT", "MAX_COST", "MAX_PIXELS", "PHOTOS_DIR", "REFS_DIR",
                "OUTPUT_DIR", "BACKEND_URL", "BACKEND_TOKEN", "DATABASE_URL", "PRODUCTS_MAP", "UPLOAD_MODE",
                "ALLOW_LOCAL_UPLOAD", "REVIEW_PORT", "GOOGLE_GEMINI_BASE_URL", "UPLOAD_MAX_REQUEST_MB",
-               "GEMINI_SPEND_PER_10MIN", "GEMINI_QUOTA_WINDOW")
+               "GEMINI_SPEND_PER_10MIN", "GEMINI_QUOTA_WINDOW", "GEMINI_MODE")
 IMAGE_SIZES = ("1K", "2K", "4K")
 GENERATORS = ("gemini", "local")
 UPLOAD_MODES = ("replace", "append")
+GEMINI_MODES = ("interactive", "batch")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Settings:
     upload_max_request_bytes: int       # body of one bulk request (the production front: nginx 20M)
     products_map: Path | None
     review_port: int                    # `doit review` listens on 127.0.0.1:<port>
+    gemini_mode: str = "interactive"    # "interactive" | "batch" (the Batch API: half price, answers within 24 h)
     warnings: tuple[str, ...] = ()      # French: `.env` typos, malformed lines, unknown model (run's first lines)
     gemini_api_key: str | None = field(default=None, repr=False)
     backend_token: str | None = field(default=None, repr=False)
@@ -162,8 +164,10 @@ def model_warning(model: str) -> str | None:
             f"Son prix n'est pas connu : les coûts sont estimés au tarif le plus cher.")
 
 
-def load_settings(root: Path | str = ".", environ=None, model_override: str | None = None) -> Settings:
-    """Read the settings; `model_override` comes from the command line (`doit model=flash`)."""
+def load_settings(root: Path | str = ".", environ=None, model_override: str | None = None,
+                  mode_override: str | None = None) -> Settings:
+    """Read the settings; `model_override` and `mode_override` come from the command line
+    (`doit model=flash`, `doit mode=batch`)."""
     root = Path(root).resolve()
     warnings: list[str] = []
     if environ is None:
@@ -189,6 +193,11 @@ def load_settings(root: Path | str = ".", environ=None, model_override: str | No
     if model_warning(model):
         warnings.append(model_warning(model))
     products_map = env.get("PRODUCTS_MAP", "").strip()
+    mode = _choice(env, "GEMINI_MODE", "interactive", GEMINI_MODES)
+    if mode_override:  # `doit mode=batch` wins over the environment
+        mode = _choice({"GEMINI_MODE": mode_override}, "GEMINI_MODE", mode, GEMINI_MODES)
+    if mode == "batch" and generator != "gemini":
+        warnings.append("GEMINI_MODE=batch sans Gemini (générateur local) : le mode lot est ignoré.")
     return Settings(
         root=root,
         photos_dir=_path(root, env.get("PHOTOS_DIR", "").strip() or "photos"),
@@ -213,6 +222,7 @@ def load_settings(root: Path | str = ".", environ=None, model_override: str | No
         upload_max_request_bytes=_request_bytes(env, "UPLOAD_MAX_REQUEST_MB", 20.0),
         products_map=_path(root, products_map) if products_map else None,
         review_port=_int(env, "REVIEW_PORT", 8765),
+        gemini_mode=mode,
         gemini_api_key=key,
         backend_token=env.get("BACKEND_TOKEN", "").strip() or None,
         database_url=env.get("DATABASE_URL", "").strip() or None,
