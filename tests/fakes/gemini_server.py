@@ -53,6 +53,9 @@ ProjectSpendCap...). `latency` (seconds before every image answer). It records e
 (`requests`), start times, accepted times, quota refusals (`rejected`), and the maximum number
 of generateContent requests in flight (`max_in_flight`).
 
+The Batch API (`models/{m}:batchGenerateContent`, `batches/...`) and the Files API (resumable
+upload, `files/{id}`, `files/{id}:download`) are served by `fake.batch` (fakes/gemini_batch.py).
+
 Usage: `with FakeGemini() as fake: ... fake.url ...`, or `start()` / `stop()`; the pytest
 fixture `fake_gemini` (below) also points `GOOGLE_GEMINI_BASE_URL` at it.
 """
@@ -73,6 +76,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from PIL import Image
+
+from .gemini_batch import FakeBatchAPI
 
 DEFAULT_KEY = "fake-gemini-key-0123456789abcdef"
 DEFAULT_MODELS = ("gemini-3-pro-image", "gemini-3.1-flash-image", "gemini-2.5-flash-image")
@@ -267,6 +272,7 @@ class FakeGemini:
         self._queue: collections.deque = collections.deque()
         self._get_queue: collections.deque = collections.deque()
         self._stop = threading.Event()
+        self.batch = FakeBatchAPI(self)   # the Batch and Files APIs (fakes/gemini_batch.py)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.reset()
@@ -312,7 +318,10 @@ class FakeGemini:
     # --- scripting -----------------------------------------------------------------------------
 
     def push(self, *scenarios, route: str = "generate") -> None:
-        """Queue scenarios for the next requests of `route` ("generate" or "get")."""
+        """Queue scenarios for the next requests of `route` ("generate" or "get"; "batch": the
+        requests of the next Batch API jobs, in order; see fakes/gemini_batch.py)."""
+        if route == "batch":
+            return self.batch.push_requests(*scenarios)
         with self._lock:
             (self._queue if route == "generate" else self._get_queue).extend(scenarios)
 
@@ -329,6 +338,8 @@ class FakeGemini:
             self._window: collections.deque = collections.deque()
             self._spend: collections.deque = collections.deque()   # (time, usd) accepted
             self._day_count = 0
+        if hasattr(self, "batch"):
+            self.batch.reset()
 
     @property
     def generate_requests(self) -> list[dict]:
@@ -389,8 +400,12 @@ class FakeGemini:
 
     # --- answers -------------------------------------------------------------------------------
 
-    def answer_generate(self, model: str, body: dict, record: dict) -> tuple[int, dict | bytes]:
-        scenario = self._next("generate")
+    def answer_generate(self, model: str, body: dict, record: dict, scenario: dict | None = None,
+                        latency: bool = True) -> tuple[int, dict | bytes]:
+        """The answer to one generateContent `body` (or, for the Batch API, one request of a job:
+        `scenario` given, no `latency`: the job's own delay stands for it)."""
+        if scenario is None:
+            scenario = self._next("generate")
         record["scenario"] = scenario.get("kind")
         kind = scenario.get("kind", "ok")
         if kind == "slow":
@@ -479,7 +494,7 @@ class FakeGemini:
                          "usageMetadata": usage_for(0, len(text) // 4), **envelope}
 
         # Image answers.
-        if self.latency and not self.sleep(self.latency):
+        if latency and self.latency and not self.sleep(self.latency):
             return 503, status_body(503, "UNAVAILABLE", "Server shutting down.")
         mime = scenario.get("mime", "image/png")
         parts = []
@@ -629,8 +644,26 @@ class _Handler(BaseHTTPRequestHandler):
             return 400, invalid_key_body()
         return None
 
+    def do_DELETE(self) -> None:
+        if not self.server_fake.batch.handle(self, "DELETE"):
+            self._send(404, status_body(404, "NOT_FOUND", f"Method not found: {self.path}"))
+
+    def _send_raw(self, code: int, data: bytes, ctype: str, headers: dict | None = None) -> None:
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
     def do_GET(self) -> None:
         fake = self.server_fake
+        if fake.batch.handle(self, "GET"):
+            return
         ver, model, method = self._route()
         record = {"method": "GET", "path": self.path, "api_version": ver, "model": model,
                   "headers": self._headers_without_key(), "key_ok": None}
@@ -646,6 +679,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         fake = self.server_fake
+        if fake.batch.handle(self, "POST"):
+            return
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         ver, model, method = self._route()
