@@ -286,6 +286,10 @@ class _AnswerRetry(Exception):
         self.cost = cost
 
 
+# The public name of an answer worth one new request (the Batch API collector resubmits it once).
+RetryableAnswer = _AnswerRetry
+
+
 class _CallTimeout(Exception):
     """Internal: no complete answer within GEMINI_TIMEOUT (wall clock)."""
 
@@ -573,19 +577,7 @@ class GeminiGenerator:
         base = dict(folder=folder, view=view, model=request.model, image_size=request.image_size,
                     request_key=key, attempt=attempt)
         scrub = self._scrub
-
-        def record(outcome: str, seconds: float, *, counts: dict | None = None,
-                   cost: models.CallCost | None = None, images: int = 0, detail: str | None = None):
-            extra = {"detail": _shorten(scrub(detail), 200)} if detail else {}
-            counts = counts or {}
-            self.ledger.record(**base, input_tokens=counts.get("input_tokens", 0),
-                               output_tokens=counts.get("output_tokens", 0),
-                               thought_tokens=counts.get("thought_tokens", 0),
-                               text_output_tokens=counts.get("text_output_tokens", 0),
-                               image_output_tokens=counts.get("image_output_tokens", 0),
-                               images=images, **(cost.fields() if cost else {}),
-                               cost_usd=cost.total if cost else 0.0, seconds=round(seconds, 3),
-                               outcome=outcome, **extra)
+        record = self._recorder(self.ledger, base)
 
         self.client()   # created (or failed) before taking a slot: the slot's start is the call's start
         contents, config = self._contents(request)   # encoded before the start, too
@@ -623,6 +615,43 @@ class GeminiGenerator:
         if self.limiter is not None:
             self.limiter.on_success()
         return answer
+
+    def _recorder(self, ledger: Ledger, base: dict):
+        """record(outcome, seconds, counts=, cost=, images=, detail=): one ledger line of a call."""
+        scrub = self._scrub
+
+        def record(outcome: str, seconds: float, *, counts: dict | None = None,
+                   cost: models.CallCost | None = None, images: int = 0, detail: str | None = None):
+            extra = {"detail": _shorten(scrub(detail), 200)} if detail else {}
+            counts = counts or {}
+            ledger.record(**base, input_tokens=counts.get("input_tokens", 0),
+                          output_tokens=counts.get("output_tokens", 0),
+                          thought_tokens=counts.get("thought_tokens", 0),
+                          text_output_tokens=counts.get("text_output_tokens", 0),
+                          image_output_tokens=counts.get("image_output_tokens", 0),
+                          images=images, **(cost.fields() if cost else {}),
+                          cost_usd=cost.total if cost else 0.0, seconds=round(seconds, 3),
+                          outcome=outcome, **extra)
+
+        return record
+
+    def check_answer(self, body, request: ImageRequest, *, folder: str, view: str, seconds: float,
+                     ledger: Ledger, batch: bool = True, extra: dict | None = None) -> ImageAnswer:
+        """The checks of `generate`, for an answer received another way (a Batch API result):
+        billed at the batch price when `batch`, one line in `ledger` (plus the `extra` fields),
+        the same French errors. Raises `GenerationError`, `RetryableAnswer` (worth one new
+        request: NO_IMAGE, IMAGE_OTHER, ...) or `RunStopped` (an account restriction)."""
+        base = dict(folder=folder, view=view, model=request.model, image_size=request.image_size,
+                    request_key=request.key(), **(extra or {}))
+        record = self._recorder(ledger, base)
+        where = f"{folder} / {view}"
+        try:
+            return self._read_answer(body, request, where=where, seconds=seconds, record=record,
+                                     slot=_nullslot(), batch=batch)
+        except (ValueError, TypeError) as e:   # a result that is no GenerateContentResponse
+            record("bad_response", seconds, detail=f"{type(e).__name__}: {e}")
+            raise GenerationError(f"{where} : réponse illisible de Gemini ({type(e).__name__} : "
+                                  f"{_shorten(self._scrub(e), 200)}).") from None
 
     def _handle_exception(self, exc, request: ImageRequest, *, where: str, seconds: float, record):
         """Raise `_Retry` for a retryable failure, `GenerationError` otherwise (never returns)."""
@@ -687,8 +716,9 @@ class GeminiGenerator:
             f"{_shorten(scrub(exc), 200)}).") from None
 
     def _read_answer(self, body: dict, request: ImageRequest, *, where: str, seconds: float,
-                     record, slot) -> ImageAnswer:
-        """Read the raw answer as Gemini sent it (finishMessage included), bill it, check it."""
+                     record, slot, batch: bool = False) -> ImageAnswer:
+        """Read the raw answer as Gemini sent it (finishMessage included), bill it (at the batch
+        price when `batch`), check it."""
         if not isinstance(body, dict):
             raise ValueError("the answer is not a JSON object")
         resp = types.GenerateContentResponse.model_validate(body)
@@ -705,7 +735,7 @@ class GeminiGenerator:
         cost = models.call_cost(request.model, input_tokens=counts["input_tokens"],
                                 thought_tokens=counts["thought_tokens"],
                                 text_output_tokens=counts["text_output_tokens"],
-                                image_output_tokens=counts["image_output_tokens"])
+                                image_output_tokens=counts["image_output_tokens"], batch=batch)
         slot.settle(cost.total)
         paid = f" Cet appel a été facturé ({cost.total:.3f} $)." if cost.total >= 0.0005 else ""
         finish = _enum_name(cand.finish_reason) if cand is not None else None
