@@ -4,6 +4,7 @@ Thin on purpose: read the settings, discover the references, yield the task fami
     doit                        every stale view            doit generate:<folder>   one reference
     doit upload                 every changed reference     doit upload:<folder>     one reference
     doit plan                   dry run with reasons and cost
+    doit mode=batch             through the Batch API (half price; later runs collect and go on)
     doit check_api              is the Gemini key / model usable (generates nothing)
     doit review                 the review page (a command: catalogue/tasks/commands.py)
 """
@@ -23,7 +24,7 @@ from catalogue.tasks.reporter import ProgressReporter
 
 handle_sigterm()
 try:
-    SETTINGS = load_settings(Path(__file__).parent, model_override=get_var("model"))
+    SETTINGS = load_settings(Path(__file__).parent, model_override=get_var("model"), mode_override=get_var("mode"))
 except PipelineError as exc:
     sys.exit(f"Réglages invalides : {exc}")
 try:

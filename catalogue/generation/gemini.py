@@ -53,6 +53,7 @@ from PIL import Image
 from ..core import models
 from ..core.errors import BudgetExceeded, GenerationError
 from ..core.paths import ledger_path
+from ..core.provenance import now_iso
 from ..imaging.decode import jpeg_bytes, open_image
 from .ledger import Ledger
 from .rate_limiter import DeadlineExceeded, LimiterClosed, RateLimiter
@@ -143,6 +144,13 @@ class ImageAnswer:
     text_output_tokens: int = 0
     images: int = 1              # final images the call returned (the last one is used)
     finish_message: str = ""
+
+    def stored_fields(self, model: str, *, folder: str, view: str, extra: dict | None = None) -> dict:
+        """The metadata the answer store keeps with this answer (read back by `paid_call`)."""
+        return {"mime": self.mime, "model": model, "folder": folder, "view": view, **(extra or {}),
+                "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "cost_usd": self.cost_usd, "seconds": self.seconds, "model_text": self.model_text,
+                "created_at": now_iso()}
 
 
 # --- Input images --------------------------------------------------------------------------------

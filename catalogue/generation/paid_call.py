@@ -6,6 +6,10 @@ Used by the base generation of a view (`view_build`), the declared retouches (`r
 the one-off retouch (`one_off_retouch`). The answer store is looked up under the request key's
 lock, so identical requests (parallel workers, two one-off retouches started together) are paid
 once; the generator writes the ledger line of every call it makes.
+
+With GEMINI_MODE=batch (in a doit run, once the `batch` task has collected) the paid call is not
+made here: `batch_jobs.wait_for_batch` queues the request for a Batch API job (or says which job
+it is in) and the view waits; a later run finds the answer in the same store, by the same key.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ..core.errors import GenerationError
+from ..core import batch_state
 from ..core.paths import answers_dir
-from ..core.provenance import now_iso
 from ..imaging.finishing import FinishResult, finish
+from . import batch_jobs
 from .answer_store import AnswerStore
 from .gemini import ImageRequest, shared_generator
 
@@ -52,14 +57,14 @@ def paid_image(settings, request: ImageRequest, *, folder: str, view: str, unrea
     key = request.key()
 
     def pay():
+        if settings.gemini_mode == "batch" and batch_state.armed():
+            batch_jobs.wait_for_batch(settings, request, folder=folder, view=view)  # raises BatchPending
         answer = shared_generator(settings).generate(request, folder=folder, view=view)
-        return answer.data, {
-            "mime": answer.mime, "model": request.model, "folder": folder, "view": view, **(meta or {}),
-            "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
-            "cost_usd": answer.cost_usd, "seconds": answer.seconds, "model_text": answer.model_text,
-            "created_at": now_iso()}
+        return answer.data, answer.stored_fields(request.model, folder=folder, view=view, extra=meta)
 
     data, stored, from_store = AnswerStore(answers_dir(settings)).get_or_create(key, pay)
+    if from_store and batch_state.is_fresh(key):  # collected from a Batch API job by this run: made now
+        from_store = False
     try:
         raw = Image.open(io.BytesIO(data))
         raw.load()

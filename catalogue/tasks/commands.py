@@ -69,6 +69,9 @@ class LockedRun(Run):
         if code == 2 and progress is not None and progress.unexpected == 0 and (
                 progress.failed or progress.budget_message):
             return 1
+        if code and progress is not None and progress.unexpected == 0 and not progress.failed and (
+                not progress.budget_message and progress.counts["pending"]):
+            return 0  # GEMINI_MODE=batch: views waiting for their jobs, nothing failed
         return code
 
 

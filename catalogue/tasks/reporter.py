@@ -8,6 +8,7 @@ from collections import Counter
 from doit.exceptions import TaskError, UnmetDependency
 from doit.reporter import ConsoleReporter
 
+from ..core import batch_state
 from ..core.view_state import RUN_HELD, RUN_UNCERTAIN
 
 OUTCOME_LABELS = {
@@ -62,6 +63,9 @@ class ProgressReporter(ConsoleReporter):
         self.failed: dict[str, list[str]] = {}
         self.unexpected = 0  # failures that are bugs, not bad inputs or refusals
         self.budget_message = ""
+        self.waiting: list[tuple[str, str, str]] = []    # (progress, folder, view): in a Batch API job
+        self.after: list[tuple[str, str, str, str]] = []  # (progress, folder, view, upstream): after one
+        self.pending_tasks: set[str] = set()
         self.started = time.monotonic()
         ProgressReporter.current = self
 
@@ -149,6 +153,15 @@ class ProgressReporter(ConsoleReporter):
             self.counts["checks_failed"] += 1
             self._line(_failure_text(fail), "31")
             return
+        if getattr(fail, "kind", None) == "BatchPending":  # said at the end, with its job's name
+            self.pending_tasks.add(task.name)
+            self.waiting.append((self._progress(task), folder, what))
+            return
+        if _is_unmet(fail) and self.pending_tasks and set(str(fail.message).split()) <= self.pending_tasks:
+            self.pending_tasks.add(task.name)  # its upstream view is in a Batch API job
+            upstream = ", ".join(sorted({n.split(":")[0] for n in str(fail.message).split()}))
+            self.after.append((self._progress(task), folder, what, upstream))
+            return
         if _is_unmet(fail):  # the cause is reported on its own line
             self.counts["blocked"] += 1
             self._line(f"{self._progress(task)}{folder} {what} : non fait (une vue dont il dépend a échoué)")
@@ -172,12 +185,31 @@ class ProgressReporter(ConsoleReporter):
     def runtime_error(self, msg):
         self._line(f"Erreur : {msg}", "31")
 
+    def _batch_lines(self) -> None:
+        """The views waiting for the Batch API (GEMINI_MODE=batch), now that the run's new jobs
+        are submitted: « en lot (batches/…) depuis 14:02 »."""
+        for progress, folder, what in self.waiting:
+            w = batch_state.waiting(folder, what)
+            if w is not None and w.problem:
+                self.counts["failed"] += 1
+                self.failed.setdefault(folder, []).append(f"{what} : {w.problem}")
+                self._line(f"{progress}{folder} {what} : ÉCHEC — {w.problem}", "31")
+                continue
+            self.counts["pending"] += 1
+            self._line(f"{progress}{folder} {what} : {w.describe() if w else 'en lot'}", "36")
+        for progress, folder, what, upstream in self.after:
+            self.counts["pending"] += 1
+            self._line(f"{progress}{folder} {what} : attend {upstream} (en lot), soumise ensuite", "36")
+
     def complete_run(self):
+        self._batch_lines()
         c = self.counts
-        if not self.totals and not self.failed:
+        if not self.totals and not self.failed and not c["pending"]:
             return  # only checks ran (check_api, approve): their own lines said it all
         made = c["generated"] + c["cached"]
         summary = f"Terminé : {count(made, 'générée')}, {c['uptodate']} à jour, {count(c['failed'], 'échec')}"
+        if c["pending"]:
+            summary += f", {c['pending']} en attente"
         extras = []
         if c["cached"]:
             extras.append(f"dont {c['cached']} reprise{'s' if c['cached'] > 1 else ''} sans nouvel appel payant")

@@ -26,7 +26,7 @@ from ..core.versions import FINISHING_VERSION, LOCAL_RENDERER_VERSION
 from ..core.views import VIEWS, VIEWS_BY_NAME, ViewSpec
 from ..generation.prompts import PROMPT_VERSION
 from ..generation.retouch_steps import ADJUSTMENTS_FILE, ViewSteps, plan_reference, read_reference, steps_config
-from .actions import fail_action, run_action
+from .actions import fail_action, log_bug, run_action
 
 
 def view_config(settings: Settings, view: ViewSpec) -> dict:
@@ -113,6 +113,8 @@ def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, sty
                   photo=ref.photos.get("face"), style_pool=pool, garment=garment, style_choice=choice,
                   pending_deps=pending)
     task["meta"]["job"] = job
+    if batch_mode(settings):  # the finished jobs are collected before any view is built
+        task["task_dep"] = [BATCH_TASK]
     return {**task,
             "file_dep": list(dict.fromkeys(str(p) for p in (*job.inputs.values(), *pending))),
             "targets": [str(job.output), str(job.output.with_suffix(".json"))],
@@ -185,6 +187,9 @@ def announcement(settings: Settings) -> str:
     """The first line of every run: which generator, said loudly."""
     if settings.generator == "gemini":
         budget = f"budget MAX_COST {settings.max_cost:.2f} $" if settings.max_cost else "sans plafond MAX_COST"
+        if batch_mode(settings):
+            return (f"Générateur : Gemini ({settings.model}, {settings.image_size}) en lot (Batch API : moitié "
+                    f"prix, réponses sous 24 h, relevées par les exécutions suivantes) — appels payants, {budget}.")
         return (f"Générateur : Gemini ({settings.model}, {settings.image_size}) — appels payants, {budget}.")
     why = "GENERATOR=local" if settings.generator_chosen else "aucune clé GEMINI_API_KEY"
     publish = ("ALLOW_LOCAL_UPLOAD=1 : ces aperçus peuvent être publiés" if settings.allow_local_upload
@@ -193,5 +198,44 @@ def announcement(settings: Settings) -> str:
 
 
 def all_generate_tasks(settings: Settings, refs: list[Reference]):
+    if batch_mode(settings):
+        yield batch_task(settings)
     yield from view_tasks(settings, refs)
     yield from generate_tasks(refs)
+
+
+# --- GEMINI_MODE=batch -------------------------------------------------------------------------
+
+BATCH_TASK = "batch"
+
+
+def batch_mode(settings: Settings) -> bool:
+    return settings.generator == "gemini" and settings.gemini_mode == "batch"
+
+
+def _collect(settings: Settings):
+    from ..generation.batch_jobs import collect  # google-genai: only when the batch mode runs
+
+    return collect(settings)
+
+
+def _submit(settings: Settings):
+    """The `batch` task's teardown: after every view, the requests they queued become jobs. A bug
+    is logged like any other (output/.state/errors.log) and the run ends with 2."""
+    from ..generation.batch_jobs import submit
+
+    try:
+        submit(settings)
+    except Exception:
+        log_bug(settings, "batch submit")
+        raise
+    return True
+
+
+def batch_task(settings: Settings) -> dict:
+    """`batch`: collect the finished Batch API jobs (before the views), submit the new requests
+    (its teardown, after them). No file_dep: it runs in every batch run."""
+    return {"basename": BATCH_TASK, "io": {"capture": False},
+            "doc": "relève les lots Gemini terminés, puis soumet les nouvelles vues (GEMINI_MODE=batch)",
+            "actions": [(run_action, ["batch", "lots", settings, _collect, settings])],
+            "teardown": [(_submit, [settings])]}
