@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from doit import get_var
+
 from ..core.garment_types import REFS_TYPES_FILE, TYPE_SURE, ImageTypes, label, needs_type
 from ..core.models import estimate_call_cost
 from ..core.provenance import inputs_digest, is_current
@@ -58,17 +60,28 @@ def _reasons(status) -> list[str]:
     return out
 
 
-def estimated_cost(job) -> float:
+def estimated_cost(job, batch: bool = False) -> float:
     """The base generation plus one call per declared retouch instruction (pessimistic: a
-    request already paid for is answered from the store at no cost)."""
+    request already paid for is answered from the store at no cost); `batch`: at the Batch
+    API's price."""
     if job is None or job.config.get("generator") != "gemini":
         return 0.0
     size = job.config["image_size"]
-    cost = estimate_call_cost(job.config["model"], size, len(job.base_inputs))
+    cost = estimate_call_cost(job.config["model"], size, len(job.base_inputs), batch=batch)
     for step in job.steps:
         if step.kind == "instruction":
-            cost += estimate_call_cost(step.model or job.config["model"], size, 2 if step.ref_path else 1)
+            cost += estimate_call_cost(step.model or job.config["model"], size, 2 if step.ref_path else 1,
+                                       batch=batch)
     return cost
+
+
+def _batch_jobs(tasks: dict):
+    """GEMINI_MODE=batch (the `batch` task exists): (lines about the jobs under way,
+    {(folder, view): (job, state)}), else None. The jobs' states are read on the server (free)."""
+    if "batch" not in tasks:
+        return None
+    from ..generation.batch_jobs import plan_lines  # google-genai: only in batch mode
+    return plan_lines(load_settings(os.getcwd(), model_override=get_var("model"), mode_override=get_var("mode")))
 
 
 def paid_calls(job) -> int:
@@ -115,6 +128,8 @@ def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[st
     generators = set()
     order = _dependency_order(tasks, selected)
     styles, type_lines = _garment_types(tasks, order)
+    batch = _batch_jobs(tasks)
+    in_jobs, interactive_cost = 0, 0.0
     for name in order:
         task = tasks[name]
         meta = task.meta or {}
@@ -148,9 +163,15 @@ def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[st
             why = [type_changed]
         if upstream:
             why.append("amont reconstruit (" + ", ".join(d.split(":")[0] for d in upstream) + ")")
+        if meta["kind"] == "view" and batch and (meta["folder"], meta["view"]) in batch[1]:
+            in_jobs += 1
+            name, state = batch[1][(meta["folder"], meta["view"])]
+            lines.append(f"  en lot     {meta['folder']} {meta['view']} — {name or 'soumission incertaine'} ({state})")
+            continue
         if meta["kind"] == "view":
             views += 1
-            cost += estimated_cost(job)
+            cost += estimated_cost(job, batch=batch is not None)
+            interactive_cost += estimated_cost(job)
             calls += paid_calls(job)
             if job:
                 generators.add(job.config["generator"])
@@ -159,7 +180,11 @@ def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[st
             uploads += 1
             lines.append(f"  à envoyer  {meta['folder']} — {'; '.join(why) or 'vues modifiées depuis le dernier envoi'}")
     made = count(views, "vue") + " à générer"
-    if "gemini" in generators:
+    if batch is not None:
+        made = (f"{count(views, 'vue')} à soumettre en lot ({count(calls, 'appel')}, coût estimé {cost:.2f} $ au "
+                f"tarif lot, {interactive_cost:.2f} $ en interactif), {in_jobs} en lot en attente")
+        type_lines = type_lines + batch[0]
+    elif "gemini" in generators:
         made += f" ({count(calls, 'appel')} au générateur gemini, coût estimé {cost:.2f} $)"
     elif views:
         made += " (rendu local, gratuit)"
