@@ -163,22 +163,24 @@ def reset_runs() -> None:
 
 # --- 2. a view asks for its answer -----------------------------------------------------------------
 
-def wait_for_batch(settings, request: ImageRequest, *, folder: str, view: str):
+def wait_for_batch(settings, request: ImageRequest, *, folder: str, view: str, task_view: str | None = None):
     """Instead of a paid call: the request is in a job, or queued for one. Never returns: raises
-    `BatchPending`, `GenerationError` (its answer came back refused or failed), `BudgetExceeded`."""
+    `BatchPending`, `GenerationError` (its answer came back refused or failed), `BudgetExceeded`.
+    `view` names the call (« 2_back (retouche 1) »), `task_view` the view whose task waits."""
     run = current_run(settings)
+    task_view = task_view or view
     key = request.key()
     where = f"{folder} / {view}"
     if key in run.failures:
         raise GenerationError(run.failures[key])
     if key in run.pending:
         job, since, state = run.pending[key]
-        w = batch_state.wait(folder, view, key, job=job, since=since, state=state, note=run.notes.get(key, ""))
+        w = batch_state.wait(folder, task_view, key, job=job, since=since, state=state, note=run.notes.get(key, ""))
         raise BatchPending(f"{where} : {w.describe()}")
     if run.unreachable:
         raise GenerationError(f"{where} : {run.unreachable}")
     if run.held:
-        w = batch_state.wait(folder, view, key, held=run.held)
+        w = batch_state.wait(folder, task_view, key, held=run.held)
         raise BatchPending(f"{where} : {w.describe()}")
     if run.stopped:
         raise RunStopped(run.stopped)
@@ -192,7 +194,7 @@ def wait_for_batch(settings, request: ImageRequest, *, folder: str, view: str):
             rid = request_id(folder, view, key)
             run.queue[key] = Queued(request=request, rid=rid, folder=folder, view=view, estimate=estimate,
                                     size=len(jsonl_line(request, rid)), attempt=run.attempts.get(key, 1))
-    w = batch_state.wait(folder, view, key, note=run.notes.get(key, ""))
+    batch_state.wait(folder, task_view, key, note=run.notes.get(key, ""))
     raise BatchPending(f"{where} : à soumettre en lot")
 
 

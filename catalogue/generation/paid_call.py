@@ -58,7 +58,8 @@ def paid_image(settings, request: ImageRequest, *, folder: str, view: str, unrea
 
     def pay():
         if settings.gemini_mode == "batch" and batch_state.armed():
-            batch_jobs.wait_for_batch(settings, request, folder=folder, view=view)  # raises BatchPending
+            batch_jobs.wait_for_batch(settings, request, folder=folder, view=view,  # raises BatchPending
+                                      task_view=(meta or {}).get("view", view))
         answer = shared_generator(settings).generate(request, folder=folder, view=view)
         return answer.data, answer.stored_fields(request.model, folder=folder, view=view, extra=meta)
 
