@@ -246,3 +246,30 @@ def test_the_key_is_never_written_anywhere(batch_project, tmp_path):
             assert DEFAULT_KEY.encode() not in path.read_bytes(), path
     for job in fake.batch.jobs.values():
         assert DEFAULT_KEY not in json.dumps(job["display"]) + json.dumps([r["key"] for r in job["requests"]])
+
+
+def test_no_image_in_a_result_is_submitted_once_more_then_fails(batch_project):
+    project, fake = batch_project
+    fake.push("no_image", "no_image", route="batch")
+    project.doit("generate:B-2", check=True)
+    second = project.doit("generate:B-2", check=True)
+    assert re.search(r"B-2 1_face : en lot \(batches/\w+\) depuis \d\d:\d\d — nouvel essai", second.stdout)
+    third = project.doit("generate:B-2")
+    assert third.returncode == 1 and "NO_IMAGE" in third.stdout and "2 essais en lot" in third.stdout
+    assert fake.batch.requests_submitted() == 2
+
+
+def test_a_cancelled_job_is_submitted_again(batch_project):
+    from google import genai
+    from google.genai import types
+
+    project, fake = batch_project
+    fake.batch.delay = 3600
+    project.doit("generate:B-2", check=True)
+    (job,) = fake.batch.created
+    client = genai.Client(api_key=DEFAULT_KEY, http_options=types.HttpOptions(
+        api_version="v1beta", base_url=project.env["GOOGLE_GEMINI_BASE_URL"]))
+    client.batches.cancel(name=job["name"])          # someone cancelled it in AI Studio
+    again = project.doit("generate:B-2", check=True)
+    assert "a été annulé (CANCELLED)" in again.stdout and len(fake.batch.created) == 2
+    assert job["name"] in fake.batch.deleted
