@@ -8,7 +8,7 @@ graph in dependency order and applies both rules, exactly as the run will.
 from __future__ import annotations
 
 from ..core.models import estimate_call_cost
-from ..core.provenance import inputs_digest, is_current
+from ..core.provenance import ViewCurrent, inputs_digest, is_current
 
 REASONS = {
     "missing_target": "image absente",
@@ -47,6 +47,9 @@ def _reasons(status) -> list[str]:
         if not value:
             continue
         label = REASONS.get(key, key)
+        if key == "uptodate_false" and isinstance(value, list):
+            own = [utd.reason for utd, _a, _k in value if isinstance(utd, ViewCurrent) and utd.reason]
+            label = "; ".join(own) if own else label  # the view's own files, not its settings
         if key in ("changed_file_dep", "added_file_dep", "missing_file_dep") and isinstance(value, list):
             label += " (" + ", ".join(sorted({p.rsplit("/", 1)[-1] for p in value})) + ")"
         out.append(label)

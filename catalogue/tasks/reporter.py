@@ -8,6 +8,8 @@ from collections import Counter
 from doit.exceptions import TaskError, UnmetDependency
 from doit.reporter import ConsoleReporter
 
+from ..core.in_flight import notices
+
 OUTCOME_LABELS = {
     "generated": "généré",
     "cached": "repris de la réponse déjà payée",
@@ -109,6 +111,8 @@ class ProgressReporter(ConsoleReporter):
             text += f" ({values.get('generator', '')}) en {values.get('seconds', 0):.1f} s"
         if values.get("cost_usd"):
             text += f", {values['cost_usd']:.3f} $"
+        if values.get("notice"):  # e.g. a damaged stored answer, set aside and paid again
+            text += f" — {values['notice']}"
         if values.get("uncertain"):
             text += f" — INCERTAIN, à vérifier : {values.get('notes')}"
         if values.get("held"):
@@ -150,6 +154,8 @@ class ProgressReporter(ConsoleReporter):
 
     def complete_run(self):
         c = self.counts
+        said = notices()  # calls a kill -9 cut in an earlier run, reconciled by this one
+        self.cost += sum(cost for _text, cost in said)
         made = c["generated"] + c["cached"]
         summary = f"Terminé : {made} générés, {c['uptodate']} à jour, {c['failed']} échecs"
         extras = []
@@ -163,6 +169,8 @@ class ProgressReporter(ConsoleReporter):
             extras.append(f"coût {self.cost:.2f} $")
         extras.append(f"{time.monotonic() - self.started:.1f} s")
         self._line(f"{summary} ({', '.join(extras)})", "1")
+        for text, _cost in said:
+            self._line(text, "33")
         if self.budget_message:
             self._line(f"{self.budget_message} {c['postponed']} vue(s) reportée(s) à la prochaine "
                        f"exécution.", "33")

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from doit.tools import config_changed
-
 from ..core.discovery import Reference, StyleRefs
 from ..core.jobs import ViewJob
 from ..core.models import API_VERSION
 from ..core.paths import view_path
+from ..core.provenance import ViewCurrent
 from ..core.settings import Settings
 from ..core.versions import FINISHING_VERSION, LOCAL_RENDERER_VERSION
 from ..core.views import VIEWS, VIEWS_BY_NAME, ViewSpec
@@ -77,7 +76,7 @@ def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, sty
             "file_dep": list(dict.fromkeys(str(p) for p in job.inputs.values())),
             "targets": [str(job.output), str(job.output.with_suffix(".json"))],
             "actions": [(run_action, ["view", f"{ref.folder} {view.name}", settings, _build_view, settings, job])],
-            "uptodate": [config_changed(config)]}
+            "uptodate": [ViewCurrent(config, job.output, job.inputs)]}
 
 
 def view_tasks(settings: Settings, refs: list[Reference]):
