@@ -96,9 +96,10 @@ def view_problem(view_png: Path, inputs: dict[str, Path]) -> str | None:
 
 
 class ViewCurrent(config_changed):
-    """doit `uptodate` of a view: its settings unchanged (config_changed) and, when the files are
-    not as the last build left them, the sidecar's input hashes and output hash checked against
-    the files now (`view_problem`). `reason` keeps why it is stale, for `doit plan`."""
+    """doit `uptodate` of a view: its settings unchanged (config_changed) and its PNG and sidecar
+    as the last build left them; when they are not, the sidecar's output hash and input hashes
+    are checked against the files now (`view_problem`). `reason` keeps why it is stale, for
+    `doit plan`. (A photo replaced while its view is made fails that build: `inputs_unchanged`.)"""
 
     def __init__(self, config: dict, output: Path, inputs: dict[str, Path]):
         super().__init__(config)
@@ -110,14 +111,29 @@ class ViewCurrent(config_changed):
         self.reason = None
         if not super().__call__(task, values):
             return False
-        made_from, made = values.get("made_from"), values.get("made")
-        if not made_from or not made:
-            return True  # built before these were recorded: doit's own checks decide
-        if all(file_stat(path) == [size, mtime] for path, size, mtime in made_from.values()) and \
-                file_stat(self.output) == made[0] and file_stat(sidecar_path(self.output)) == made[1]:
+        made = values.get("made")
+        if not made:
+            return True  # built before this was recorded: doit's own checks decide
+        png, side = file_stat(self.output), file_stat(sidecar_path(self.output))
+        if png is not None and side is not None and png + side == made:
             return True
         self.reason = view_problem(self.output, self.inputs)
         return self.reason is None
+
+
+def outputs_stat(view_png: Path) -> list[int] | None:
+    """[png size, png mtime_ns, sidecar size, sidecar mtime_ns]: what `ViewCurrent` compares."""
+    png, side = file_stat(view_png), file_stat(sidecar_path(view_png))
+    return png + side if png is not None and side is not None else None
+
+
+def inputs_unchanged(inputs: dict[str, Path], stats: dict[str, list]) -> None:
+    """Raise InputError when an input is no longer the file that was hashed (replaced during the
+    build: doit would record the new file's md5 after the action and call the view current)."""
+    moved = sorted(Path(p).name for role, (p, *st) in stats.items() if file_stat(inputs[role]) != st)
+    if moved:
+        raise InputError(f"{', '.join(moved)} a été remplacé(e) pendant la fabrication de la vue : rien n'est "
+                         f"écrit ; relancez doit, la vue sera faite depuis le nouveau fichier.")
 
 
 def is_current(view_png: Path, digest: str) -> bool:

@@ -17,8 +17,7 @@ from PIL import Image
 
 from ..core.files import sha256_bytes
 from ..core.jobs import ViewJob
-from ..core.paths import sidecar_path
-from ..core.provenance import file_stat, hash_inputs, is_current, now_iso, write_sidecar
+from ..core.provenance import hash_inputs, inputs_unchanged, is_current, now_iso, outputs_stat, write_sidecar
 from ..core.settings import Settings
 from ..core.views import VIEW_NAMES, VIEWS_BY_NAME
 from ..imaging.checks import check_view
@@ -111,9 +110,9 @@ def _quality(settings: Settings, job: ViewJob, image, size: tuple[int, int], dec
     return report.to_json()
 
 
-def _made(job: ViewJob, made_from: dict) -> dict:
-    """The values doit keeps for `ViewCurrent`: the inputs as hashed, the outputs as written."""
-    return {"made_from": made_from, "made": [file_stat(job.output), file_stat(sidecar_path(job.output))]}
+def _made(job: ViewJob) -> dict:
+    """The value doit keeps for `ViewCurrent`: the outputs as written."""
+    return {"made": outputs_stat(job.output)}
 
 
 def build_view(settings: Settings, job: ViewJob) -> dict:
@@ -121,7 +120,7 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
     started = time.monotonic()
     digest, files, made_from = hash_inputs(job.config, job.inputs)
     if is_current(job.output, digest):
-        return {"outcome": "uptodate", "seconds": 0.0, **_made(job, made_from)}
+        return {"outcome": "uptodate", "seconds": 0.0, **_made(job)}
 
     size = output_size(settings, job.style)
     if job.config["generator"] == "gemini":
@@ -143,6 +142,7 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
     if adjustments:
         qa = supersede_colour_check(qa, adjustments)
     notice = info.pop("notice", "")
+    inputs_unchanged(job.inputs, made_from)  # made from the files as they are now, or nothing written
     png = save_png_atomic(image, job.output)
     seconds = round(time.monotonic() - started, 3)
     write_sidecar(job.output, {
@@ -156,7 +156,7 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
         **{k: v for k, v in info.items() if k != "model"},
     })
     held = [c["message"] for c in qa["checks"].values() if not c["passed"]]
-    return {**_made(job, made_from), **({"notice": notice} if notice else {}),
+    return {**_made(job), **({"notice": notice} if notice else {}),
             "outcome": "cached" if info.get("from_cache") else "generated", "seconds": seconds,
             "cost_usd": info.get("cost_usd", 0.0), "uncertain": bool(info.get("uncertain")),
             "notes": "; ".join(info.get("notes", [])), "generator": info["generator"],
