@@ -7,7 +7,7 @@ import re
 
 import pytest
 from fakes.gemini_server import DEFAULT_KEY
-from helpers import built, garment_photo, summary
+from helpers import built, garment_photo, paid_lines, summary
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_gemini_run_sends_the_right_requests_and_records_cost(gemini_project):
     side = json.loads((project.output / "A-1" / "2_back.json").read_text())
     assert side["generator"] == "gemini" and side["model"] == "gemini-3-pro-image"
     assert side["cost_usd"] > 0.1 and side["input_tokens"] > 0 and set(side["inputs"]) == {"source", "style", "anchor"}
-    ledger = [json.loads(line) for line in (project.output / ".state" / "ledger.jsonl").read_text().splitlines()]
+    ledger = paid_lines(project)  # the calls (not the "started" journal lines)
     assert len(ledger) == 5 and all(e["outcome"] == "ok" for e in ledger)
     assert re.search(r"coût \d+\.\d\d \$", run.stdout)
 
@@ -143,8 +143,7 @@ def test_identical_requests_in_parallel_are_paid_once(gemini_project):
         shutil.copytree(project.root / "photos" / "B-2", project.root / "photos" / twin)
     fake.latency = 0.5
     project.doit("-n", "4", check=True)
-    keys = [json.loads(line)["request_key"]
-            for line in (project.output / ".state" / "ledger.jsonl").read_text().splitlines()]
+    keys = [line["request_key"] for line in paid_lines(project)]
     assert len(keys) == len(set(keys))  # every request key paid once
 
 
@@ -177,7 +176,7 @@ def test_sigterm_keeps_the_answers_of_paid_calls_under_way(gemini_project):
     assert proc.returncode == 1, out
     assert "Interrompu" in out and "Traceback" not in out
     paid = len(calls(fake))
-    ledger = (project.output / ".state" / "ledger.jsonl").read_text().splitlines()
+    ledger = paid_lines(project)
     answers = list((project.output / ".state" / "answers").rglob("*.json"))
     assert paid >= 1 and len(ledger) == paid and len(answers) == paid
     fake.latency = 0
