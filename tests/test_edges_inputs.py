@@ -12,18 +12,6 @@ from helpers import built, garment_photo, stored_answers, summary, wait_until
 from PIL import Image
 
 
-@pytest.fixture
-def gemini_project(project, fake_gemini_for):
-    project.photo("A-1", "face.jpg", seed=1)
-    project.photo("A-1", "back.jpg", seed=2, logo=False)
-    project.photo("B-2", "face.jpg", colour=(150, 30, 40), seed=3)
-    return project, fake_gemini_for
-
-
-def calls(fake) -> list[dict]:
-    return fake.generate_requests
-
-
 def failures(run) -> dict[str, str]:
     """'  ✗ folder' -> its failure lines (joined)."""
     out: dict[str, str] = {}
@@ -41,7 +29,7 @@ def test_a_photo_replaced_while_its_view_is_made_is_stale_afterwards(project, fa
     project.photo("A-1", "face.jpg", seed=1)
     fake.latency = 2.0
     proc = project.start_doit("1_face:A-1")
-    wait_until(lambda: len(calls(fake)) >= 1)  # the view hashed its photo and is being paid for
+    wait_until(lambda: len(fake.generate_requests) >= 1)  # the view hashed its photo and is being paid for
     garment_photo(project.root / "photos" / "A-1" / "face.jpg", colour=(20, 140, 60), seed=9)
     out, _ = proc.communicate(timeout=60)
     assert "remplacé(e) pendant la fabrication" in out, out  # nothing made from the old photo is kept
@@ -49,7 +37,7 @@ def test_a_photo_replaced_while_its_view_is_made_is_stale_afterwards(project, fa
     plan = project.doit("plan", "1_face:A-1", check=True)
     assert "à générer  A-1 1_face" in plan.stdout, plan.stdout
     run = project.doit("1_face:A-1", check=True)
-    assert built(run) == {"A-1 1_face"} and len(calls(fake)) == 2
+    assert built(run) == {"A-1 1_face"} and len(fake.generate_requests) == 2
 
 
 # --- 8. a corrupted view or sidecar ------------------------------------------------------------
@@ -62,7 +50,7 @@ def test_a_corrupted_sidecar_is_stale_and_refinished_for_free(gemini_project):
     assert "à générer  B-2 1_face" in plan.stdout, plan.stdout
     run = project.doit(check=True)
     assert "B-2 1_face : repris de la réponse déjà payée" in run.stdout, run.stdout
-    assert len(calls(fake)) == 5
+    assert len(fake.generate_requests) == 5
 
 
 def test_a_truncated_view_is_refinished_for_free_and_its_detail_does_not_fail(gemini_project):
@@ -74,7 +62,7 @@ def test_a_truncated_view_is_refinished_for_free_and_its_detail_does_not_fail(ge
     assert run.returncode == 0, run.stdout + run.stderr
     assert "A-1 1_face : repris de la réponse déjà payée" in run.stdout, run.stdout
     assert "recopiez" not in run.stdout
-    assert len(calls(fake)) == 5
+    assert len(fake.generate_requests) == 5
     Image.open(face).load()
 
 
@@ -88,7 +76,7 @@ def test_a_corrupted_doit_database_is_set_aside_and_the_run_goes_on_for_free(gem
     assert run.returncode == 0, run.stdout + run.stderr
     assert "DatabaseException" not in run.stdout + run.stderr
     assert "mise de côté" in run.stdout + run.stderr, run.stdout + run.stderr
-    assert summary(run) == (0, 5, 0) and len(calls(fake)) == 5
+    assert summary(run) == (0, 5, 0) and len(fake.generate_requests) == 5
     assert list(project.root.glob(".doit.sqlite.broken-*"))
 
 
