@@ -16,17 +16,24 @@ from doit import get_var
 
 from catalogue.core.discovery import discover_references
 from catalogue.core.errors import PipelineError
-from catalogue.core.paths import errors_log_path
+from catalogue.core.paths import DEP_FILE, errors_log_path
 from catalogue.core.settings import load_settings
 from catalogue.tasks import review_tasks, upload_tasks, view_tasks
-from catalogue.tasks.doit_config import doit_config, handle_sigterm
+from catalogue.tasks.doit_config import doit_config, handle_sigterm, set_aside_broken_dep_file
 from catalogue.tasks.reporter import ProgressReporter
+from catalogue.tasks.run_lock import busy_message, command_runs_tasks, hold_run_lock, lock_of
 
 handle_sigterm()
 try:
     SETTINGS = load_settings(Path(__file__).parent, model_override=get_var("model"), mode_override=get_var("mode"))
 except PipelineError as exc:
     sys.exit(f"Réglages invalides : {exc}")
+# The run lock, whatever the working folder and the doit command (`doit -f /path/dodo.py` reads
+# no pyproject.toml plugin): a second run stops here, before it can pay for anything.
+if command_runs_tasks(sys.argv[1:]) and hold_run_lock(SETTINGS) is None:
+    print(busy_message(lock_of(SETTINGS)), flush=True)
+    sys.exit(0)
+set_aside_broken_dep_file(Path(__file__).parent / DEP_FILE)  # before doit opens it
 try:
     REFS = discover_references(SETTINGS.photos_dir)
 except FileNotFoundError:

@@ -37,6 +37,15 @@ def samples_project(project) -> Project:
 
 
 @pytest.fixture
+def gemini_project(project, fake_gemini_for):
+    """Three references (A-1 with a back, B-2 face only: 5 views) and the fake Gemini they reach."""
+    project.photo("A-1", "face.jpg", seed=1)
+    project.photo("A-1", "back.jpg", seed=2, logo=False)
+    project.photo("B-2", "face.jpg", colour=(150, 30, 40), seed=3)
+    return project, fake_gemini_for
+
+
+@pytest.fixture
 def fake_gemini_for(project):
     """A fake Gemini server the project's doit runs reach (real SDK, through GOOGLE_GEMINI_BASE_URL)."""
     from fakes.gemini_server import DEFAULT_KEY, FakeGemini

@@ -253,3 +253,72 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/ch
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
+
+# --- the edges: state files, waiting for a run to reach a point, mounts ---------------------
+
+def ledger_lines(project) -> list[dict]:
+    """Every readable line of the project's cost ledger."""
+    path = project.output / ".state" / "ledger.jsonl"
+    out = []
+    for line in (path.read_text(encoding="utf-8").splitlines() if path.exists() else []):
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def paid_lines(project) -> list[dict]:
+    """The ledger lines of calls made (not the journal's "started" / reconciliation lines)."""
+    return [r for r in ledger_lines(project) if r.get("outcome") not in ("started", "ended", "interrupted")]
+
+
+def stored_answers(project) -> list[Path]:
+    """The metadata files of the answer store (one per stored answer)."""
+    root = project.output / ".state" / "answers"
+    return sorted(p for p in root.rglob("*.json") if "corrupt" not in p.parts) if root.exists() else []
+
+
+def wait_until(predicate, timeout: float = 60.0, step: float = 0.05) -> None:
+    """Wait for an event of a run under way (not a timing assertion: fails only if it never comes)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("the awaited event never came")
+        time.sleep(step)
+
+
+def can_mount() -> bool:
+    """True when tmpfs can be mounted in a private mount namespace (unshare -rm)."""
+    try:
+        return subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs tmpfs /mnt"],
+                              capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def doit_on_tmpfs(project, runs: list[list[str]], *, options: str, keep: Path | None = None,
+                  timeout: float = 180, extra_env: dict | None = None) -> list[subprocess.CompletedProcess]:
+    """Run doit commands one after the other with `output/` on a fresh tmpfs (`options`, e.g.
+    "ro" or "size=600k") in a private mount namespace; `keep`: where to copy output/ afterwards."""
+    import shlex
+
+    env = {**project.env, **(extra_env or {})}
+    out = shlex.quote(str(project.output))
+    script = [f"mount -t tmpfs -o {shlex.quote(options)} tmpfs {out} || exit 99"]
+    for i, args in enumerate(runs):
+        cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "doit", *args])
+        script.append(f"echo '=== run {i}'; {cmd} 2>&1; echo \"=== rc $?\"")
+    if keep is not None:
+        script.append(f"mkdir -p {shlex.quote(str(keep))} && cp -a {out}/. {shlex.quote(str(keep))}/")
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", "\n".join(script)], cwd=project.root, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode != 99, proc.stdout + proc.stderr
+    results = []
+    for chunk in re.split(r"^=== run \d+\n", proc.stdout, flags=re.M)[1:]:
+        body, _, rc = chunk.rpartition("=== rc ")
+        results.append(subprocess.CompletedProcess(args=[], returncode=int(rc.split()[0]), stdout=body,
+                                                   stderr=""))
+    return results

@@ -382,21 +382,17 @@ def test_reroll_bumps_the_seed_and_regenerates_one_at_a_time(proj):
 # --- (issue 11 #1) the page never holds the run lock; its jobs take it like any run ----------------
 
 class HeldLock:
-    """Another run (cron) holding the run lock: the same flock, on another open file."""
+    """Another run (cron) holding the run lock: the pipeline's own lock, taken on another open file."""
 
     def __init__(self, root: Path):
-        import fcntl
-        import os
+        from catalogue.tasks.run_lock import RunLock
 
-        self.fd = os.open(root / ".doit.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, b"4242\n")
+        self.lock = RunLock(root / ".doit.lock")
+        assert self.lock.acquire()
+        (root / ".doit.lock").write_text("4242\n")
 
     def release(self):
-        import os
-
-        os.close(self.fd)
+        self.lock.release()
 
 
 def test_a_job_waits_while_another_run_holds_the_lock_and_records_nothing_meanwhile(proj):

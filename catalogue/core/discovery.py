@@ -7,6 +7,7 @@ bad photo fails that reference alone, with a French message saying what to do.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -52,26 +53,56 @@ class Reference:
         return int(self.seeds.get(view, 0))
 
 
-def _list_files(folder: Path) -> tuple[dict[str, Path], frozenset[str]]:
-    """(lower-cased stem -> image file, every file name) for the files directly in `folder`.
+def _link_problem(entry: os.DirEntry) -> str | None:
+    """French message for an image name that is a symlink loop or a dangling link, else None."""
+    try:
+        entry.is_file()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return (f"{entry.path} est un lien symbolique en boucle (il ne mène à aucun fichier) : "
+                    f"remplacez-le par le fichier de la photo.")
+        return f"{entry.path} est illisible ({exc.strerror}) : remplacez-le par le fichier lui-même."
+    if entry.is_symlink() and not os.path.exists(entry.path):
+        try:
+            target = os.readlink(entry.path)
+        except OSError:
+            target = "?"
+        return (f"{entry.path} est un lien symbolique cassé (il pointe sur {target}, introuvable) : "
+                f"remplacez-le par le fichier lui-même.")
+    return None
 
-    One scandir per folder: the graph is loaded for every doit command, on thousands of folders.
-    """
+
+@dataclass(frozen=True)
+class Listing:
+    """The files directly in one folder, listed once."""
+    images: dict[str, Path]                    # lower-cased stem -> image file (the first by name)
+    names: frozenset[str]                      # every file name in the folder
+    same_stem: dict[str, tuple[Path, ...]]     # lower-cased stem -> every image file with that stem
+    broken: dict[str, str]                     # lower-cased stem -> French message (link loop, dangling)
+
+
+def _list(folder: Path) -> Listing:
+    """One scandir per folder: the graph is loaded for every doit command, on thousands of folders."""
     found: dict[str, Path] = {}
+    same: dict[str, list[Path]] = {}
+    broken: dict[str, str] = {}
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
-        return found, frozenset()
+        return Listing({}, frozenset(), {}, {})
     for entry in entries:
         stem, dot, suffix = entry.name.rpartition(".")
-        if dot and ("." + suffix.lower()) in IMAGE_SUFFIXES and entry.is_file():
+        if not dot or ("." + suffix.lower()) not in IMAGE_SUFFIXES:
+            continue
+        if entry.is_symlink():
+            problem = _link_problem(entry)
+            if problem:
+                broken.setdefault(stem.lower(), problem)
+                continue
+        if entry.is_file():
             found.setdefault(stem.lower(), Path(entry.path))
-    return found, frozenset(e.name for e in entries)
-
-
-def _image_files(folder: Path) -> dict[str, Path]:
-    """Lower-cased stem -> file, for the image files directly in `folder`."""
-    return _list_files(folder)[0]
+            same.setdefault(stem.lower(), []).append(Path(entry.path))
+    return Listing(found, frozenset(e.name for e in entries), {k: tuple(v) for k, v in same.items()}, broken)
 
 
 def _read_seeds(photo_dir: Path) -> tuple[dict[str, int], str | None]:
@@ -92,15 +123,28 @@ def _reference(folder: str, photo_dir: Path) -> Reference:
         return Reference(folder, photo_dir, {}, problem=(
             f"Nom de dossier invalide « {folder} » : utilisez la référence produit avec « - » à la "
             f"place de « / » (ex. L100001-V09A), sans espace, « = » ni « : »."))
-    files, names = _list_files(photo_dir)
+    listing = _list(photo_dir)
+    files, names = listing.images, listing.names
     photos = {}
+    problem = None
     for role, stems in PHOTO_NAMES.items():
+        candidates = [p for stem in stems for p in listing.same_stem.get(stem, ())]
+        if len(candidates) > 1:
+            count = "deux" if len(candidates) == 2 else str(len(candidates))
+            names_ = ", ".join(p.name for p in candidates)
+            if role == "face":
+                problem = problem or (f"{count} photos de face dans {photo_dir} : {names_} ; laquelle prendre ? "
+                                      f"Gardez-en une seule (déplacez les autres hors du dossier).")
+            else:
+                problem = problem or (f"{count} photos de dos dans {photo_dir} : {names_} ; laquelle prendre ? "
+                                      f"Gardez-en une seule (déplacez les autres hors du dossier).")
         for stem in stems:
+            if stem in listing.broken:
+                problem = problem or listing.broken[stem]
             if stem in files:
                 photos[role] = files[stem]
                 break
-    problem = None
-    if "face" not in photos:
+    if problem is None and "face" not in photos:
         problem = (f"Photo de face manquante dans {photo_dir} : ajoutez face.jpg (ou face.heic, "
                    f"face.png, 1_face.jpg…).")
     seeds, seeds_problem = _read_seeds(photo_dir) if OVERRIDES_FILE in names else ({}, None)
@@ -115,27 +159,54 @@ def discover_references(photos_dir: Path) -> list[Reference]:
     « Dossier introuvable »).
     """
     entries = sorted(os.scandir(photos_dir), key=lambda e: e.name)
-    return [_reference(e.name, Path(e.path)) for e in entries
-            if e.is_dir() and not e.name.startswith((".", "_"))]
+    refs = []
+    for e in entries:
+        if e.name.startswith((".", "_")):
+            continue
+        try:
+            is_dir = e.is_dir()
+        except OSError:  # a symlink loop: that reference fails alone, with a message
+            refs.append(Reference(e.name, Path(e.path), {}, problem=(
+                f"{e.path} est un lien symbolique en boucle : remplacez-le par le dossier de la référence.")))
+            continue
+        if is_dir:
+            refs.append(_reference(e.name, Path(e.path)))
+        elif e.is_symlink() and not os.path.exists(e.path):
+            refs.append(Reference(e.name, Path(e.path), {}, problem=(
+                f"{e.path} est un lien symbolique cassé (il pointe sur {os.readlink(e.path)}, introuvable) : "
+                f"remplacez-le par le dossier de la référence.")))
+    return refs
 
 
 # --- style references -------------------------------------------------------------------------
 
-def _style_candidates(refs_dir: Path, names: tuple[str, ...]) -> list[Path]:
-    """The style images for one view: a file `refs/<name>.*` and the images of a folder
-    `refs/<name>/` (the shop keeps its main reference beside a folder of alternatives)."""
-    files = _image_files(refs_dir)
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink loop
+        return False
+
+
+def _style_candidates(refs_dir: Path, names: tuple[str, ...]) -> tuple[list[Path], str | None]:
+    """(the style images for one view: a file `refs/<name>.*` and the images of a folder
+    `refs/<name>/` (the shop keeps its main reference beside a folder of alternatives); the French
+    message of a link loop or dangling link found on the way)."""
+    listing = _list(refs_dir)
+    files = listing.images
+    broken = next((listing.broken[n.lower()] for n in names if n.lower() in listing.broken), None)
     found = [files[name.lower()] for name in names if name.lower() in files][:1]
     try:
-        subdirs = {e.name.lower(): Path(e.path) for e in os.scandir(refs_dir) if e.is_dir()}
+        subdirs = {e.name.lower(): Path(e.path) for e in os.scandir(refs_dir) if _is_dir(e)}
     except OSError:
-        return found
+        return found, broken
     for name in names:
         if name.lower() in subdirs:
-            images = sorted(_image_files(subdirs[name.lower()]).values(), key=lambda p: p.name)
+            sub = _list(subdirs[name.lower()])
+            images = sorted(sub.images.values(), key=lambda p: p.name)
             if images:
-                return found + images
-    return found
+                return found + images, broken
+            broken = broken or next(iter(sub.broken.values()), None)
+    return found, broken
 
 
 def _family_dirs(refs_dir: Path) -> dict[str, Path]:
@@ -146,7 +217,7 @@ def _family_dirs(refs_dir: Path) -> dict[str, Path]:
     except OSError:
         return out
     for entry in entries:
-        fam = family_of(entry.name) if entry.is_dir() and not entry.name.startswith((".", "_")) else None
+        fam = family_of(entry.name) if _is_dir(entry) and not entry.name.startswith((".", "_")) else None
         if fam and fam not in out and not any(entry.name.lower() in v.ref_names for v in VIEWS):
             out[fam] = Path(entry.path)
     return out
@@ -162,11 +233,18 @@ class StyleRefs:
         self.declared, self.problem = read_refs_types(refs_dir)
         self.family_dirs = _family_dirs(refs_dir)
         self.pools: dict[str, tuple[StyleImage, ...]] = {}
+        self._broken: dict[str, str] = {}
         for v in VIEWS:
-            pool = [StyleImage(p, fam, "folder") for fam, d in self.family_dirs.items()
-                    for p in _style_candidates(d, v.ref_names)]
-            for p in _style_candidates(refs_dir, v.ref_names):
-                pool.append(self._typed(p, image_types))
+            pool = []
+            for fam, d in self.family_dirs.items():
+                images, broken = _style_candidates(d, v.ref_names)
+                pool += [StyleImage(p, fam, "folder") for p in images]
+                if broken:
+                    self._broken.setdefault(v.name, broken)
+            images, broken = _style_candidates(refs_dir, v.ref_names)
+            pool += [self._typed(p, image_types) for p in images]
+            if broken:
+                self._broken.setdefault(v.name, broken)
             self.pools[v.name] = tuple(pool)
 
     def _typed(self, path: Path, image_types: ImageTypes | None) -> StyleImage:
@@ -191,6 +269,8 @@ class StyleRefs:
         return choice.path if choice else None
 
     def missing_message(self, view: str) -> str:
+        if view in self._broken:
+            return f"Référence de style de la vue {view} inutilisable : {self._broken[view]}"
         names = next(v.ref_names for v in VIEWS if v.name == view)
         return (f"Référence de style manquante pour la vue {view} : ajoutez {self.refs_dir}/{names[0]}.png "
                 f"(ou un dossier {self.refs_dir}/{names[0]}/ avec une ou plusieurs images).")

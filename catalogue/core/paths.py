@@ -7,11 +7,13 @@
     output/<folder>/review.json          a person's decisions       review_path
     output/index.html                    the static report          report_path
     output/.state/answers/               raw generator answers      answers_dir
+    output/.state/answers/<kk>/<key>.lock  per-key lock            core.in_flight.key_lock_path
     output/.state/ledger.jsonl           the cost ledger            ledger_path
     output/.state/thumbs/                review thumbnails          thumbs_dir
     output/.state/batches/<id>.json      a Batch API job's record   batch_record_path
     output/.state/errors.log             tracebacks of bugs         errors_log_path
-    <root>/.doit.lock, .doit.sqlite      the run lock, doit's state (next to dodo.py)
+    <root>/.doit.lock, .doit.sqlite      the run lock's PID (the lock is an flock on <root>
+                                         itself), doit's state (next to dodo.py)
 """
 
 from __future__ import annotations

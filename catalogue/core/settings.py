@@ -1,8 +1,9 @@
 """Settings: the environment, with `.env` at the project root loaded by python-dotenv.
 
 The environment wins over `.env`. Every setting is documented in the README and `.env.example`.
-Secrets (`GEMINI_API_KEY`, `BACKEND_TOKEN`, `DATABASE_URL`) are kept out of `repr()` so that they
-never reach a log line or a traceback.
+Secrets (`GEMINI_API_KEY`, `BACKEND_TOKEN`, `DATABASE_URL`, and the password inside a URL such as
+`BACKEND_URL=http://admin:…@host`) are kept out of `repr()` so that they never reach a log line, a
+traceback or `doit info`; `without_secret(url)` is the spelling of a URL that may be shown.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import difflib
 import io
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import load_dotenv
 from dotenv.parser import parse_stream
@@ -33,7 +35,21 @@ UPLOAD_MODES = ("replace", "append")
 GEMINI_MODES = ("interactive", "batch")
 
 
-@dataclass(frozen=True)
+def without_secret(url: str) -> str:
+    """`url` without the password of its user:password part (kept: the user, the rest)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<adresse illisible>"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+@dataclass(frozen=True, repr=False)
 class Settings:
     root: Path
     photos_dir: Path
@@ -63,6 +79,17 @@ class Settings:
     gemini_api_key: str | None = field(default=None, repr=False)
     backend_token: str | None = field(default=None, repr=False)
     database_url: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, str) and "://" in value:
+                value = without_secret(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def state_dir(self) -> Path:

@@ -2,25 +2,31 @@
 
 The key is the request's digest (model, instruction, every image's bytes, config, seed), so an
 identical request is answered from disk whatever happened to doit's state: `doit forget`,
-`doit clean`, a deleted database, or a re-run of post-processing. Answers are kept as received.
+`doit clean`, a deleted database, or a re-run of post-processing. Answers are kept as received,
+each with its SHA-256 in its metadata, verified on every read: a damaged entry (truncated answer
+or metadata) is set aside under `answers/corrupt/` and reported, so that it is paid again once,
+said, instead of failing its view on every run or being paid again silently.
+
+One lookup-and-call at a time per key, across threads and processes: a file lock per key
+(`core.in_flight.KeyLock`) is held from the lookup to the stored answer.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.files import atomic_write_bytes
-from ..core.in_flight import count_paying
+from ..core.files import atomic_write_bytes, sha256_bytes
+from ..core.in_flight import KeyLock, count_paying
 
 MIME_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
+CORRUPT_DIR = "corrupt"
 
-# One lock per request key: doit's worker threads asking the same request (two references with
-# the same photos, a retouch shared by views) wait for the first answer instead of paying twice.
+# One lock per request key inside the process, before the file lock: doit's worker threads
+# asking the same request wait for the first answer instead of paying twice.
 _key_locks: dict[str, threading.Lock] = {}
 _key_locks_guard = threading.Lock()
 
@@ -30,16 +36,10 @@ def _lock_for(key: str) -> threading.Lock:
         return _key_locks.setdefault(key, threading.Lock())
 
 
-@contextmanager
-def _file_lock(path: Path):
-    """An exclusive flock on `path`, held while the block runs (released by the OS on a crash)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+@dataclass
+class Damaged:
+    """A stored entry that failed its check, set aside: `note` says so in French."""
+    note: str
 
 
 class AnswerStore:
@@ -49,29 +49,60 @@ class AnswerStore:
     def _dir(self, key: str) -> Path:
         return self.root / key[:2]
 
-    def get(self, key: str) -> tuple[bytes, dict] | None:
-        """(raw bytes, metadata) for `key`, or None."""
-        meta_path = self._dir(key) / f"{key}.json"
+    def _meta_path(self, key: str) -> Path:
+        return self._dir(key) / f"{key}.json"
+
+    def lookup(self, key: str) -> tuple[bytes, dict] | Damaged | None:
+        """(raw bytes, metadata) for `key`; None when absent; `Damaged` when the entry was
+        damaged (it is set aside, the caller pays again)."""
+        meta_path = self._meta_path(key)
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            return (self._dir(key) / meta["file"]).read_bytes(), meta
-        except (FileNotFoundError, KeyError, ValueError):
+            raw_meta = meta_path.read_bytes()
+        except FileNotFoundError:
             return None
+        try:
+            meta = json.loads(raw_meta)
+            name = meta["file"]
+        except (ValueError, KeyError, TypeError):
+            return self.set_aside(key, "sa fiche (métadonnées) est illisible")
+        try:
+            data = (self._dir(key) / name).read_bytes()
+        except FileNotFoundError:
+            return self.set_aside(key, f"le fichier {name} manque")
+        digest = meta.get("sha256")
+        if digest is not None and sha256_bytes(data) != digest:
+            return self.set_aside(key, f"le fichier {name} est abîmé ({len(data)} octets, empreinte différente)")
+        return data, meta
+
+    def get(self, key: str) -> tuple[bytes, dict] | None:
+        hit = self.lookup(key)
+        return hit if isinstance(hit, tuple) else None
+
+    def set_aside(self, key: str, why: str) -> Damaged:
+        """Move the entry's files to answers/corrupt/ (kept for inspection, never used again)."""
+        aside = self.root / CORRUPT_DIR
+        aside.mkdir(parents=True, exist_ok=True)
+        for path in self._dir(key).glob(f"{key}.*"):
+            if path.suffix != ".lock":
+                os.replace(path, aside / path.name)
+        return Damaged(f"réponse gardée abîmée ({why}) : mise de côté dans {aside}, payée à nouveau")
 
     def put(self, key: str, data: bytes, meta: dict) -> None:
-        """Store the answer first, then its metadata: a crash in between leaves no entry."""
+        """Store the answer first, then its metadata with the answer's SHA-256: a crash in
+        between leaves no entry."""
         name = key + MIME_SUFFIX.get(meta.get("mime", ""), ".bin")
         atomic_write_bytes(self._dir(key) / name, data)
-        atomic_write_bytes(self._dir(key) / f"{key}.json",
-                           json.dumps({**meta, "file": name}, indent=1, sort_keys=True).encode())
+        atomic_write_bytes(self._meta_path(key),
+                           json.dumps({**meta, "file": name, "sha256": sha256_bytes(data)},
+                                      indent=1, sort_keys=True).encode())
 
     def get_or_create(self, key: str, produce) -> tuple[bytes, dict, bool]:
         """(data, metadata, from_store): the stored answer, else `produce()` -> (data, metadata),
         stored before it is returned. `produce` (the paid call) runs once per key at a time, in
-        this process (threads) and across processes (a flock on `<key>.lock` beside the answer)."""
-        with _lock_for(key), _file_lock(self._dir(key) / f"{key}.lock"):
-            hit = self.get(key)
-            if hit:
+        every process. A damaged entry found on the way is set aside: metadata["store_note"]."""
+        with _lock_for(key), KeyLock(self.root, key):
+            hit = self.lookup(key)
+            if isinstance(hit, tuple):
                 return hit[0], hit[1], True
             count_paying(+1)
             try:
@@ -79,4 +110,6 @@ class AnswerStore:
                 self.put(key, data, meta)
             finally:
                 count_paying(-1)
+            if isinstance(hit, Damaged):
+                meta = {**meta, "store_note": hit.note}
             return data, meta, False

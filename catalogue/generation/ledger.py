@@ -5,16 +5,24 @@ One JSON line per call made to the paid API, successful or not:
     time, folder, view, model, image_size, input_tokens, output_tokens, cost_usd, seconds,
     outcome ("ok" or the error kind), request_key, plus optional extra fields (attempt, detail)
 
-Lines are appended with a single `write()` on a file descriptor opened with `O_APPEND`, under a
-lock, so that several threads (and several processes) never interleave half lines. The budget is
-per run (this process): `run_cost` sums the calls recorded by this `Ledger` object, not the file.
-A call the API did not bill (4xx, 5xx, timeout) is recorded with cost 0 and its outcome.
+Lines are appended whole (`core.files.append_line`: one `write()`, under an exclusive flock, a
+partial last line left by a crash closed first), so threads and processes never interleave or
+swallow lines. The budget is per run (this process): `run_cost` sums the calls recorded by this
+`Ledger` object, not the file. A call the API did not bill (4xx, 5xx, timeout) is recorded with
+cost 0 and its outcome.
+
+Journal lines around each paid request (`paid_call`): "started" before it is sent (with the
+call's `call_id` and `estimate_usd`), "ended" when it failed; a "started" line that nothing
+closed (no answer stored, no "ok" or "ended" line) was cut by a kill -9: the next run records it
+as "interrupted" at its estimated cost (`core.in_flight.reconcile`).
+
+A line that cannot be written (disk full, read-only) never loses the call's cost: it is counted
+in `run_cost` first; the failure is kept in `write_error` and no new paid call is started.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -22,6 +30,11 @@ from pathlib import Path
 from typing import Iterator
 
 from ..core.errors import BudgetExceeded
+from ..core.files import append_line
+from ..core.in_flight import carried_cost, note_write_failure
+
+# Lines that are not calls: the journal around each paid request (see the module docstring).
+JOURNAL_OUTCOMES = ("started", "ended", "interrupted")
 
 FIELDS = ("time", "folder", "view", "model", "image_size", "input_tokens", "output_tokens",
           "cost_usd", "seconds", "outcome", "request_key",
@@ -39,10 +52,11 @@ class Ledger:
         self.path = Path(path)
         self.max_cost = max_cost if max_cost and max_cost > 0 else None
         self._lock = threading.Lock()
-        self._run_cost = 0.0
+        self._run_cost = carried_cost(self.path)  # calls a kill -9 cut, reconciled by this run
         self._reserved = 0.0
         self._calls = 0
         self._budget_reached = False
+        self.write_error: OSError | None = None
 
     # --- recording -------------------------------------------------------------------------------
 
@@ -55,16 +69,14 @@ class Ledger:
         rec.update(fields)
         line = (json.dumps(rec, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._run_cost += rec["cost_usd"]  # first: whatever happens to the line, it was paid
+            if rec["outcome"] not in JOURNAL_OUTCOMES:
+                self._calls += 1
             try:
-                written = os.write(fd, line)
-                if written != len(line):  # pragma: no cover - regular files write whole lines
-                    os.write(fd, line[written:])
-            finally:
-                os.close(fd)
-            self._run_cost += rec["cost_usd"]
-            self._calls += 1
+                append_line(self.path, line)
+            except OSError as exc:
+                self.write_error = exc
+                note_write_failure(exc)
         return rec
 
     def read(self) -> list[dict]:

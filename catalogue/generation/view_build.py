@@ -17,7 +17,8 @@ from PIL import Image
 
 from ..core.files import sha256_bytes
 from ..core.jobs import ViewJob
-from ..core.provenance import inputs_digest, is_current, now_iso, read_sidecar, write_sidecar
+from ..core.provenance import (hash_inputs, inputs_unchanged, is_current, now_iso, outputs_stat, read_sidecar,
+                               write_sidecar)
 from ..core.settings import Settings
 from ..core.views import VIEW_NAMES, VIEWS_BY_NAME
 from ..imaging.checks import check_view
@@ -105,7 +106,8 @@ def _generate_gemini(settings: Settings, job: ViewJob, size: tuple[int, int]):
                                  f"lisible : relancez avec un nouveau tirage (doit reroll).")
     finished = paid.finished
     return finished.image, {"generator": "gemini", "uncertain": bool(finished.flags), "notes": list(finished.flags),
-                            "metrics": finished.metrics, **paid.record()}
+                            "metrics": finished.metrics, **paid.record(),
+                            **({"notice": paid.note} if paid.note else {})}
 
 
 # QA measures at a reduced size: reading the inputs at this long side is plenty.
@@ -130,14 +132,19 @@ def _quality(settings: Settings, job: ViewJob, image, size: tuple[int, int], dec
     return report.to_json()
 
 
+def _made(job: ViewJob) -> dict:
+    """The value doit keeps for `ViewCurrent`: the outputs as written."""
+    return {"made": outputs_stat(job.output)}
+
+
 def build_view(settings: Settings, job: ViewJob) -> dict:
     """Make one view; returns the values doit keeps and the progress line shows."""
     started = time.monotonic()
     # The style image of the product's garment type (the graph load's guess, completed here).
     job, style_record, type_notes = resolve_style(settings, job)
-    digest, files = inputs_digest(job.config, job.inputs)
+    digest, files, made_from = hash_inputs(job.config, job.inputs)
     if is_current(job.output, digest):
-        return {"outcome": "uptodate", "seconds": 0.0, "style": str(job.style)}
+        return {"outcome": "uptodate", "seconds": 0.0, "style": str(job.style), **_made(job)}
 
     size = output_size(settings, job.style)
     if job.config["generator"] == "gemini":
@@ -161,6 +168,8 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
     qa = _quality(settings, job, image, size, info.pop("decoded", {}))
     if adjustments:
         qa = supersede_colour_check(qa, adjustments)
+    notice = info.pop("notice", "")
+    inputs_unchanged(job.inputs, made_from)  # made from the files as they are now, or nothing written
     png = save_png_atomic(image, job.output)
     seconds = round(time.monotonic() - started, 3)
     write_sidecar(job.output, {
@@ -174,7 +183,8 @@ def build_view(settings: Settings, job: ViewJob) -> dict:
         **{k: v for k, v in info.items() if k != "model"},
     })
     held = [c["message"] for c in qa["checks"].values() if not c["passed"]]
-    return {"outcome": "cached" if info.get("from_cache") else "generated", "seconds": seconds,
+    return {**_made(job), **({"notice": notice} if notice else {}),
+            "outcome": "cached" if info.get("from_cache") else "generated", "seconds": seconds,
             "cost_usd": info.get("cost_usd", 0.0), "uncertain": bool(info.get("uncertain")),
             "notes": "; ".join(info.get("notes", [])), "generator": info["generator"],
             "held": "; ".join(held), "style": str(job.style)}

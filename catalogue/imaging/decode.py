@@ -94,6 +94,46 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+# Formats recognised by their first bytes, to say what is wrong with a file Pillow cannot open.
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1", b"avif")
+
+
+def _sniff(path: Path) -> str | None:
+    """The image format `path` starts like (JPEG, PNG, HEIC, WebP, GIF), or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+    except OSError:
+        return None
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG"):
+        return "PNG"
+    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
+        return "HEIC"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WebP"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    return None
+
+
+def _advice(what: str) -> str:
+    """What to do with a bad file, by what it is: a phone photo, a style reference, a view."""
+    if what.startswith("la référence de style"):
+        return "remplacez-la dans REFS_DIR par l'image de style de la maison (PNG ou JPEG)"
+    if what.startswith("la vue"):
+        return "supprimez-la : doit la refera depuis la réponse gardée, sans nouveau paiement"
+    if what.startswith("la photo"):
+        return "recopiez-la depuis le téléphone"
+    return "remplacez-la par une image lisible"
+
+
+def _shown(path: Path, what: str) -> str:
+    """The file's name; a style reference with its folder (refs/1_face.png)."""
+    return f"{path.parent.name}/{path.name}" if what.startswith("la référence de style") else path.name
+
+
 def open_image(path: Path | str, *, max_pixels: int, what: str = "la photo",
                max_side: int | None = None) -> Image.Image:
     """Decode `path` fully into an upright 8-bit RGB image, or raise `InputError` in French.
@@ -104,21 +144,25 @@ def open_image(path: Path | str, *, max_pixels: int, what: str = "la photo",
     the time and memory).
     """
     path = Path(path)
+    name = _shown(path, what)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
         raise InputError(f"Fichier introuvable : {path}. Vérifiez le nom du fichier.")
     if size == 0:
-        raise InputError(f"{what.capitalize()} {path.name} est vide (0 octet) : "
-                         f"recopiez le fichier depuis le téléphone.")
+        raise InputError(f"{what.capitalize()} {name} est vide (0 octet) : {_advice(what)}.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 w, h = img.size
+                if img.format in ("GIF", "WEBP", "PNG") and getattr(img, "is_animated", False):
+                    raise InputError(
+                        f"{what.capitalize()} {name} est une animation ({img.format}, {img.n_frames} images), "
+                        f"pas une photo : remplacez-la par une photo fixe (JPEG, PNG ou HEIC).")
                 if w * h > max_pixels:
                     raise InputError(
-                        f"{what.capitalize()} {path.name} est trop grande ({w}×{h} = {w * h / 1e6:.0f} Mpx, "
+                        f"{what.capitalize()} {name} est trop grande ({w}×{h} = {w * h / 1e6:.0f} Mpx, "
                         f"limite {max_pixels / 1e6:.0f} Mpx) : réduisez-la ou relevez MAX_PIXELS.")
                 if max_side and img.format == "JPEG" and max(w, h) > max_side:
                     scale = max_side / max(w, h)  # draft keeps at least this size on both sides
@@ -132,14 +176,17 @@ def open_image(path: Path | str, *, max_pixels: int, what: str = "la photo",
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{what.capitalize()} {path.name} est trop grande (au-delà de la limite de "
+        raise InputError(f"{what.capitalize()} {name} est trop grande (au-delà de la limite de "
                          f"pixels, image piégée ?) : réduisez-la ou relevez MAX_PIXELS.")
-    except Image.UnidentifiedImageError:
-        raise InputError(f"{what.capitalize()} {path.name} n'est pas une image lisible "
-                         f"(format inconnu ou fichier texte) : remplacez-la par un JPEG, PNG ou HEIC.")
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{what.capitalize()} {path.name} est corrompue ou incomplète ({exc}) : "
-                         f"recopiez le fichier depuis le téléphone.")
+    except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        fmt = _sniff(path)
+        if fmt is None:
+            raise InputError(f"{what.capitalize()} {name} n'est pas une image lisible (ni JPEG, PNG, HEIC "
+                             f"ni WebP : format inconnu ou fichier texte) : remplacez-la par un JPEG, PNG ou HEIC.")
+        said = (str(exc).strip().splitlines() or [""])[0][:160]
+        detail = "" if isinstance(exc, Image.UnidentifiedImageError) or not said else f", {said}"
+        raise InputError(f"{what.capitalize()} {name} est corrompue ou incomplète (fichier {fmt} de {size} "
+                         f"octets{detail}) : {_advice(what)}.")
 
 
 def downscale(img: Image.Image, long_side: int, resample=Image.LANCZOS,

@@ -15,7 +15,6 @@ start, and undone when it cannot:
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import subprocess
@@ -29,6 +28,7 @@ from typing import Callable
 
 from ..core.files import atomic_write_bytes
 from ..core.paths import LOCK_FILE
+from ..tasks.run_lock import RunLock
 
 JOB_LOG_LINES = 40
 # What a doit run prints when another run holds the lock (tasks.commands / run_lock).
@@ -77,23 +77,8 @@ class Job:
 
 
 def lock_holder(root: Path) -> str | None:
-    """The PID (text) of the run holding the run lock, or None when it is free. Probes with the
-    same non-blocking flock the runs take, released at once."""
-    path = Path(root) / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        return None  # cannot even open it: let doit say why
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        try:
-            return path.read_text().strip() or "?"
-        except OSError:
-            return "?"
-    finally:
-        os.close(fd)  # closing the descriptor releases our probe
-    return None
+    """The PID (text) of the run holding the run lock, or None when it is free."""
+    return RunLock(Path(root) / LOCK_FILE).probe()
 
 
 class JobRunner:

@@ -24,7 +24,9 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from ..core.errors import BudgetExceeded, PipelineError
+from ..core.in_flight import note_write_failure
 from ..core.paths import errors_log_path
+from .run_lock import busy_message, hold_run_lock, lock_of
 
 # errno -> (what happened, what to do), in French.
 OS_REFUSALS = {
@@ -35,6 +37,10 @@ OS_REFUSALS = {
     errno.EDQUOT: ("quota disque dépassé", "libérez de la place (quota), puis relancez doit"),
     errno.ENAMETOOLONG: ("nom de fichier trop long", "raccourcissez le nom du dossier ou du fichier"),
 }
+
+
+# Refusals after which the run starts no new paid call (their answers could not be kept).
+STOP_PAYING = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
 
 
 def os_refusal_message(exc: OSError) -> str | None:
@@ -76,8 +82,14 @@ def log_bug(settings, where: str) -> Path | None:
     return path
 
 
+# Task kinds that pay or publish: they run only under the project's run lock.
+LOCKED_KINDS = ("view", "upload")
+
+
 def run_action(kind: str, where: str, settings, fn, *args):
     """Run `fn(*args)` behind the boundary (see the module docstring)."""
+    if kind in LOCKED_KINDS and settings is not None and hold_run_lock(settings) is None:
+        return failure(busy_message(lock_of(settings)), kind=kind, error="RunLocked")
     try:
         return fn(*args)
     except PipelineError as exc:
@@ -88,6 +100,8 @@ def run_action(kind: str, where: str, settings, fn, *args):
         if message is None:
             log_bug(settings, where)
             raise
+        if exc.errno in STOP_PAYING:  # what is paid now could not be kept: no new paid call
+            note_write_failure(exc)
         return failure(message, kind=kind, error="OSError")
     except Exception:
         log_bug(settings, where)

@@ -25,7 +25,7 @@ from .doit_config import handle_sigterm
 from .plan import explain_plan
 from .reporter import ProgressReporter
 from .reroll import bump_seed
-from .run_lock import LOCK_FILE, RunLock, regenerate
+from .run_lock import LOCK_FILE, RunLock, busy_message, holds_run_lock, regenerate
 
 # Seconds an interrupted run waits for the paid calls under way (a Gemini request: tens of seconds).
 PAID_CALLS_GRACE = 240
@@ -40,12 +40,13 @@ class LockedRun(Run):
                  num_process=0, par_type="process", single=False, auto_delayed_regex=False,
                  force_verbosity=False, failure_verbosity=0, pdb=False):
         handle_sigterm()
-        lock = RunLock(Path(os.getcwd()) / LOCK_FILE)
-        if not lock.acquire():
-            print(f"Une autre exécution est déjà en cours (PID {lock.holder()}, verrou {lock.path}) : "
-                  f"celle-ci s'arrête sans rien faire pour ne rien payer deux fois.", flush=True)
-            self.dep_manager.close()
-            return 0
+        lock = None
+        if not holds_run_lock(Path(os.getcwd())):  # dodo.py takes it when the graph loads
+            lock = RunLock(Path(os.getcwd()) / LOCK_FILE)
+            if not lock.acquire():
+                print(busy_message(lock), flush=True)
+                self.dep_manager.close()
+                return 0
         try:
             code = super()._execute(outfile, verbosity, always, continue_, reporter, num_process,
                                     par_type, single, auto_delayed_regex, force_verbosity,
@@ -62,7 +63,8 @@ class LockedRun(Run):
                   "gardées ; relancez doit pour finir le reste.", flush=True)
             return 1
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
         # doit says 2 when a view's failure made its dependents unrunnable; that is still an
         # expected failure (1: fix the input or retry), keep 2 for bugs.
         progress = ProgressReporter.current

@@ -13,9 +13,9 @@ from doit import get_var
 
 from ..core.garment_types import REFS_TYPES_FILE, TYPE_SURE, ImageTypes, label, needs_type
 from ..core.models import estimate_call_cost
-from ..core.provenance import inputs_digest, is_current
-from .reporter import count
+from ..core.provenance import ViewCurrent, inputs_digest, is_current
 from ..core.settings import load_settings
+from .reporter import count
 
 REASONS = {
     "missing_target": "image absente",
@@ -54,6 +54,9 @@ def _reasons(status) -> list[str]:
         if not value:
             continue
         label = REASONS.get(key, key)
+        if key == "uptodate_false" and isinstance(value, list):
+            own = [utd.reason for utd, _a, _k in value if isinstance(utd, ViewCurrent) and utd.reason]
+            label = "; ".join(own) if own else label  # the view's own files, not its settings
         if key in ("changed_file_dep", "added_file_dep", "missing_file_dep") and isinstance(value, list):
             label += " (" + ", ".join(sorted({p.rsplit("/", 1)[-1] for p in value})) + ")"
         out.append(label)

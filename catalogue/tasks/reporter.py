@@ -10,6 +10,7 @@ from doit.reporter import ConsoleReporter
 
 from ..core import batch_state
 from ..core.view_state import RUN_HELD, RUN_UNCERTAIN
+from ..core.in_flight import notices
 
 OUTCOME_LABELS = {
     "generated": "généré",
@@ -128,6 +129,8 @@ class ProgressReporter(ConsoleReporter):
             text += f" ({values.get('generator', '')}) en {values.get('seconds', 0):.1f} s"
         if values.get("cost_usd"):
             text += f", {values['cost_usd']:.3f} $"
+        if values.get("notice"):  # e.g. a damaged stored answer, set aside and paid again
+            text += f" — {values['notice']}"
         if values.get("held"):
             self.counts["held"] += 1
             text += f" — {RUN_HELD} : {values['held']}"
@@ -204,7 +207,9 @@ class ProgressReporter(ConsoleReporter):
     def complete_run(self):
         self._batch_lines()
         c = self.counts
-        if not self.totals and not self.failed and not c["pending"]:
+        said = notices()  # calls a kill -9 cut in an earlier run, reconciled by this one
+        self.cost += sum(cost for _text, cost in said)
+        if not self.totals and not self.failed and not said and not c["pending"]:
             return  # only checks ran (check_api, approve): their own lines said it all
         made = c["generated"] + c["cached"]
         summary = f"Terminé : {count(made, 'générée')}, {c['uptodate']} à jour, {count(c['failed'], 'échec')}"
@@ -223,6 +228,8 @@ class ProgressReporter(ConsoleReporter):
             extras.append(f"coût {self.cost:.2f} $")
         extras.append(f"{time.monotonic() - self.started:.1f} s")
         self._line(f"{summary} ({', '.join(extras)})", "1")
+        for text, _cost in said:
+            self._line(text, "33")
         if self.budget_message:
             self._line(f"{self.budget_message} {count(c['postponed'], 'vue reportée', 'vues reportées')} "
                        f"à la prochaine exécution.", "33")

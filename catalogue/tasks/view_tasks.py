@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from doit.tools import config_changed
-
 from ..core.discovery import Reference, StyleRefs
 from ..core.garment_types import (DECLARATION_FILE, ImageTypes, ProductTypes, decide, known_sources, needs_type,
                                   read_declaration, read_map_types)
 from ..core.jobs import ViewJob
 from ..core.models import API_VERSION
 from ..core.paths import view_path
+from ..core.provenance import ViewCurrent
 from ..core.settings import Settings
 from ..core.versions import FINISHING_VERSION, LOCAL_RENDERER_VERSION
 from ..core.views import VIEWS, VIEWS_BY_NAME, ViewSpec
@@ -119,7 +118,7 @@ def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, sty
             "file_dep": list(dict.fromkeys(str(p) for p in (*job.inputs.values(), *pending))),
             "targets": [str(job.output), str(job.output.with_suffix(".json"))],
             "actions": [(run_action, ["view", f"{ref.folder} {view.name}", settings, _build_view, settings, job])],
-            "uptodate": [config_changed(config)] + ([(style_unchanged, [expected])] if expected else [])}
+            "uptodate": [ViewCurrent(config, job.output, job.inputs)] + ([(style_unchanged, [expected])] if expected else [])}
 
 
 def style_unchanged(task, values, expected: str) -> bool:
