@@ -273,3 +273,19 @@ def test_a_cancelled_job_is_submitted_again(batch_project):
     again = project.doit("generate:B-2", check=True)
     assert "a été annulé (CANCELLED)" in again.stdout and len(fake.batch.created) == 2
     assert job["name"] in fake.batch.deleted
+
+
+def test_an_interactive_run_never_pays_for_a_view_already_in_a_job(batch_project):
+    project, fake = batch_project
+    fake.batch.delay = 3600
+    project.doit("generate:B-2", check=True)
+    run = project.doit("generate:B-2", extra_env={"GEMINI_MODE": "interactive"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(r"B-2 1_face : en lot \(batches/\w+\) depuis \d\d:\d\d — relevée par une prochaine "
+                     r"exécution", run.stdout), run.stdout
+    assert fake.generate_requests == []
+    fake.batch.finish()                                 # an interactive run collects it too
+    done = project.doit("generate:B-2", extra_env={"GEMINI_MODE": "interactive"}, check=True)
+    assert "B-2 1_face" in built(done) and records(project) == []
+    assert len(fake.generate_requests) == 1             # only the detail, made from the collected face
+    assert len(fake.batch.created) == 1

@@ -174,7 +174,10 @@ def dotenv_warnings(path: Path) -> list[str]:
         name = binding.key
         if not name or name in KNOWN_NAMES:
             continue
-        close = [n for n in KNOWN_NAMES if n == name.upper()] or difflib.get_close_matches(
+        # the same name in upper case, the same letters in another order (GEMINI_MODLE: GEMINI_MODEL,
+        # not GEMINI_MODE), else the closest
+        close = [n for n in KNOWN_NAMES if n == name.upper()] or [
+            n for n in KNOWN_NAMES if sorted(n) == sorted(name.upper())] or difflib.get_close_matches(
             name.upper(), KNOWN_NAMES, n=1, cutoff=0.8)
         if close:
             out.append(f"{path}, ligne {line} : « {name} » n'est pas un réglage, il est ignoré ; "

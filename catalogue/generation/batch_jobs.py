@@ -198,6 +198,27 @@ def wait_for_batch(settings, request: ImageRequest, *, folder: str, view: str, t
     raise BatchPending(f"{where} : à soumettre en lot")
 
 
+_RECORDED: dict = {}
+_RECORDED_LOCK = threading.Lock()
+
+
+def already_in_a_job(settings, request: ImageRequest, *, folder: str, view: str, task_view: str | None = None):
+    """An interactive run (GEMINI_MODE=interactive, `doit reroll`, the review page) never pays for a
+    request already in a recorded Batch API job: its view waits for the job (`BatchPending`).
+    Returns when the request is in no recorded job (the records are read once per process)."""
+    with _RECORDED_LOCK:
+        known = _RECORDED.get(settings)
+        if known is None:
+            known = _RECORDED[settings] = {r["key"]: (rec.get("job"), rec.get("created") or rec.get("submitted_at"))
+                                           for rec in read_records(settings) for r in rec.get("requests", [])}
+    key = request.key()
+    if key in known:
+        job, since = known[key]
+        w = batch_state.wait(folder, task_view or view, key, job=job, since=since,
+                             note="relevée par une prochaine exécution, rien n'est payé deux fois")
+        raise BatchPending(f"{folder} / {view} : {w.describe()}")
+
+
 # --- 1. collect ----------------------------------------------------------------------------------------
 
 @dataclass

@@ -78,9 +78,10 @@ def paid_image(settings, request: ImageRequest, *, folder: str, view: str, unrea
 
     def pay():
         _refuse_when_unwritable(settings)
+        task_view = (meta or {}).get("view", view)
         if settings.gemini_mode == "batch" and batch_state.armed():
-            batch_jobs.wait_for_batch(settings, request, folder=folder, view=view,  # raises BatchPending
-                                      task_view=(meta or {}).get("view", view))
+            batch_jobs.wait_for_batch(settings, request, folder=folder, view=view, task_view=task_view)
+        batch_jobs.already_in_a_job(settings, request, folder=folder, view=view, task_view=task_view)
         generator = shared_generator(settings)
         ledger = generator.ledger
         estimate = models.estimate_call_cost(request.model, request.image_size, len(request.images))

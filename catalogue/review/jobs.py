@@ -91,7 +91,9 @@ class JobRunner:
     def __init__(self, root: Path, env: dict | None = None, command=None, retry: tuple[float, float] = (1.0, 30.0)):
         self.root = Path(root)
         self.env = env
-        self.command = command or (lambda folder: [sys.executable, "-m", "doit", f"generate:{folder}"])
+        # mode=interactive: the page waits for the new image (GEMINI_MODE=batch would queue it)
+        self.command = command or (lambda folder: [sys.executable, "-m", "doit", f"generate:{folder}",
+                                                   "mode=interactive"])
         self.retry = retry
         self._cond = threading.Condition()
         self._jobs: list[Job] = []

@@ -84,7 +84,9 @@ def _batch_jobs(tasks: dict):
     if "batch" not in tasks:
         return None
     from ..generation.batch_jobs import plan_lines  # google-genai: only in batch mode
-    return plan_lines(load_settings(os.getcwd(), model_override=get_var("model"), mode_override=get_var("mode")))
+    settings = load_settings(os.getcwd(), model_override=get_var("model"), mode_override=get_var("mode"))
+    lines, views = plan_lines(settings)
+    return lines, views, settings.gemini_mode == "batch"
 
 
 def paid_calls(job) -> int:
@@ -173,7 +175,7 @@ def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[st
             continue
         if meta["kind"] == "view":
             views += 1
-            cost += estimated_cost(job, batch=batch is not None)
+            cost += estimated_cost(job, batch=bool(batch and batch[2]))
             interactive_cost += estimated_cost(job)
             calls += paid_calls(job)
             if job:
@@ -183,7 +185,11 @@ def explain_plan(tasks: dict, selected: list[str], dep_manager) -> tuple[list[st
             uploads += 1
             lines.append(f"  à envoyer  {meta['folder']} — {'; '.join(why) or 'vues modifiées depuis le dernier envoi'}")
     made = count(views, "vue") + " à générer"
-    if batch is not None:
+    if batch is not None and not batch[2]:
+        type_lines = type_lines + batch[0]
+        made += (f" ({count(calls, 'appel')} au générateur gemini, coût estimé {cost:.2f} $), {in_jobs} en lot "
+                 f"en attente (relevées par la prochaine exécution)")
+    elif batch is not None:
         made = (f"{count(views, 'vue')} à soumettre en lot ({count(calls, 'appel')}, coût estimé {cost:.2f} $ au "
                 f"tarif lot, {interactive_cost:.2f} $ en interactif), {in_jobs} en lot en attente")
         type_lines = type_lines + batch[0]

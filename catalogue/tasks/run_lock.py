@@ -140,4 +140,5 @@ def regenerate(folder: str) -> int:
               f"prochaine exécution (ou relancez doit generate:{folder} après elle).", flush=True)
         return 1
     lock.release()
-    return subprocess.call([sys.executable, "-m", "doit", f"generate:{folder}"])
+    # mode=interactive: the person who asked waits for the image (GEMINI_MODE=batch would queue it)
+    return subprocess.call([sys.executable, "-m", "doit", f"generate:{folder}", "mode=interactive"])

@@ -18,7 +18,7 @@ from ..core.garment_types import (DECLARATION_FILE, ImageTypes, ProductTypes, de
                                   read_declaration, read_map_types)
 from ..core.jobs import ViewJob
 from ..core.models import API_VERSION
-from ..core.paths import view_path
+from ..core.paths import batches_dir, view_path
 from ..core.provenance import ViewCurrent
 from ..core.settings import Settings
 from ..core.versions import FINISHING_VERSION, LOCAL_RENDERER_VERSION
@@ -112,7 +112,7 @@ def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, sty
                   photo=ref.photos.get("face"), style_pool=pool, garment=garment, style_choice=choice,
                   pending_deps=pending)
     task["meta"]["job"] = job
-    if batch_mode(settings):  # the finished jobs are collected before any view is built
+    if collects_batches(settings):  # the finished jobs are collected before any view is built
         task["task_dep"] = [BATCH_TASK]
     return {**task,
             "file_dep": list(dict.fromkeys(str(p) for p in (*job.inputs.values(), *pending))),
@@ -197,7 +197,7 @@ def announcement(settings: Settings) -> str:
 
 
 def all_generate_tasks(settings: Settings, refs: list[Reference]):
-    if batch_mode(settings):
+    if collects_batches(settings):
         yield batch_task(settings)
     yield from view_tasks(settings, refs)
     yield from generate_tasks(refs)
@@ -210,6 +210,17 @@ BATCH_TASK = "batch"
 
 def batch_mode(settings: Settings) -> bool:
     return settings.generator == "gemini" and settings.gemini_mode == "batch"
+
+
+def collects_batches(settings: Settings) -> bool:
+    """Batch mode, or jobs of an earlier batch run still recorded (a run back in interactive mode
+    collects them too: their views are never paid twice, nor left waiting for ever)."""
+    if settings.generator != "gemini":
+        return False
+    if settings.gemini_mode == "batch":
+        return True
+    folder = batches_dir(settings)
+    return folder.is_dir() and any(folder.glob("*.json"))
 
 
 def _collect(settings: Settings):
