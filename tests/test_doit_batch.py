@@ -289,3 +289,16 @@ def test_an_interactive_run_never_pays_for_a_view_already_in_a_job(batch_project
     assert "B-2 1_face" in built(done) and records(project) == []
     assert len(fake.generate_requests) == 1             # only the detail, made from the collected face
     assert len(fake.batch.created) == 1
+
+
+def test_an_unreachable_api_submits_nothing_and_keeps_what_is_pending(batch_project):
+    project, fake = batch_project
+    fake.batch.delay = 3600
+    project.doit("generate:B-2", check=True)
+    project.photo("C-3", "face.jpg", seed=5)
+    run = project.doit("generate:B-2", "generate:C-3", extra_env={"GOOGLE_GEMINI_BASE_URL": "http://127.0.0.1:9"})
+    assert run.returncode == 1
+    assert "API Gemini injoignable" in run.stdout and "Aucun lot n'est soumis" in run.stdout
+    assert "B-2 1_face : en lot (batches/" in run.stdout           # still waiting for its job
+    assert re.search(r"C-3 1_face : ÉCHEC — .*injoignable", run.stdout)
+    assert len(fake.batch.created) == 1 and records(project)
