@@ -27,14 +27,11 @@ from catalogue.core.settings import load_settings
 from catalogue.generation import prompts
 from catalogue.generation.gemini import (
     GeminiGenerator,
-    ImageAnswer,
-    ImageRequest,
     check_api,
-    nearest_aspect_ratio,
-    prepare_image,
     reset_shared_generators,
     shared_generator,
 )
+from catalogue.generation.image_request import ImageAnswer, ImageRequest, nearest_aspect_ratio, prepare_image
 from catalogue.generation.ledger import Ledger, budget_message
 from catalogue.generation.rate_limiter import RateLimiter
 

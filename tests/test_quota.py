@@ -16,7 +16,8 @@ from helpers import garment_photo, style_ref
 from catalogue.core.errors import BudgetExceeded, GenerationError
 from catalogue.core.settings import load_settings
 from catalogue.generation import prompts
-from catalogue.generation.gemini import GeminiGenerator, ImageRequest, RunStopped, prepare_image
+from catalogue.generation.gemini import GeminiGenerator, RunStopped
+from catalogue.generation.image_request import ImageRequest, prepare_image
 from catalogue.generation.ledger import Ledger
 from catalogue.generation.rate_limiter import RateLimiter
 

@@ -6,7 +6,7 @@ URL set here, the SDK's retries off); these calls are free (only the requests in
 billed), so a failure is said in French and the caller decides. The API key is scrubbed from
 every message. Notes: ../shared/notes/gemini.md §4 (SDK surface, states) and §7 (wire).
 
-A request is the one `gemini.ImageRequest` the interactive path sends: the images in order, the
+A request is the one `image_request.ImageRequest` the interactive path sends: the images in order, the
 instruction last, `responseModalities` TEXT+IMAGE, `imageConfig` and the seed; each carries an id
 `<folder>|<view>|<request key>` (`metadata.key` inline, `key` in a JSONL line), which comes back
 with its result: results say whose answer they are even when the local record is lost.
@@ -22,7 +22,8 @@ from pathlib import Path
 from google.genai import errors as genai_errors
 
 from ..core.errors import GenerationError
-from .gemini import RESPONSE_MODALITIES, TRANSPORT_ERRORS, ImageRequest, _make_client, _Scrubber, _shorten
+from .gemini import TRANSPORT_ERRORS, _make_client, _Scrubber, _shorten
+from .image_request import RESPONSE_MODALITIES, ImageRequest
 
 ENDED_STATES = ("SUCCEEDED", "FAILED", "EXPIRED", "CANCELLED")
 LIST_PAGE_SIZE = 50

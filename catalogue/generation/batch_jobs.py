@@ -48,7 +48,8 @@ from ..core.files import atomic_write_bytes
 from ..core.paths import answers_dir, batch_record_path, batches_dir, ledger_path
 from .answer_store import AnswerStore
 from .batch_client import BatchAPIError, BatchClient, inline_request, jsonl_line, parse_request_id, request_id
-from .gemini import ImageRequest, RetryableAnswer, RunStopped, shared_generator
+from .gemini import RetryableAnswer, RunStopped, shared_generator
+from .image_request import ImageRequest
 from .ledger import Ledger, budget_message
 
 # Google takes inline requests while the whole request stays under 20 MB; what is counted here is

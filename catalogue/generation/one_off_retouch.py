@@ -14,7 +14,7 @@ from ..imaging.colour_fixes import background_fix, color_transfer
 from ..imaging.decode import open_image, save_png_atomic
 from ..imaging.finishing import finish
 from ..imaging.masks import border_grey
-from .gemini import ImageRequest, nearest_aspect_ratio, prepare_image
+from .image_request import ImageRequest, nearest_aspect_ratio, prepare_image
 from .paid_call import paid_image
 from .retouches import check_retouch
 

@@ -38,9 +38,8 @@ from ..core.files import probe_writable
 from ..core.in_flight import note_write_failure, write_failure
 from ..core.paths import answers_dir, ledger_path
 from ..imaging.finishing import FinishResult, finish
-from . import batch_jobs
 from .answer_store import AnswerStore
-from .gemini import ImageRequest, shared_generator
+from .image_request import ImageRequest
 
 # Seconds a Ctrl-C / SIGTERM in the main thread waits for the paid call under way.
 INTERRUPT_GRACE = 240
@@ -77,6 +76,10 @@ def paid_image(settings, request: ImageRequest, *, folder: str, view: str, unrea
     store = AnswerStore(answers_dir(settings))
 
     def pay():
+        # The SDK (0.5 s to import) only when a call is paid: a local-renderer run never loads it.
+        from . import batch_jobs
+        from .gemini import shared_generator
+
         _refuse_when_unwritable(settings)
         task_view = (meta or {}).get("view", view)
         if settings.gemini_mode == "batch" and batch_state.armed():

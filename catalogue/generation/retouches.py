@@ -13,7 +13,7 @@ from ..imaging.checks import THRESHOLDS, flat_lay_garment, photo_garment, shape_
 from ..imaging.colour import delta_e
 from ..imaging.colour_fixes import background_fix, color_transfer
 from ..imaging.decode import downscale, jpeg_bytes, open_image, png_bytes
-from .gemini import JPEG_QUALITY, PASSTHROUGH_MAX_BYTES, ImageRequest, nearest_aspect_ratio, prepare_image
+from .image_request import JPEG_QUALITY, PASSTHROUGH_MAX_BYTES, ImageRequest, nearest_aspect_ratio, prepare_image
 from .paid_call import paid_image
 from .retouch_steps import ADJUSTMENTS_FILE, PlannedStep
 

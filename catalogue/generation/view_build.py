@@ -24,7 +24,7 @@ from ..core.views import VIEW_NAMES, VIEWS_BY_NAME
 from ..imaging.checks import check_view
 from ..imaging.decode import open_image, save_png_atomic
 from .garment_choice import resolve_style
-from .gemini import ImageRequest, nearest_aspect_ratio, prepare_image
+from .image_request import ImageRequest, nearest_aspect_ratio, prepare_image
 from .local_renderer import FacePhoto, render_view
 from .paid_call import paid_image
 from .prompts import instruction_for
