@@ -52,7 +52,8 @@ def fake_gemini_for(project):
 
     with FakeGemini() as fake:
         project.env.update(GEMINI_API_KEY=DEFAULT_KEY, GOOGLE_GEMINI_BASE_URL=fake.url,
-                           NO_PROXY="127.0.0.1,localhost", GEMINI_MAX_WAIT="5")
+                           NO_PROXY="127.0.0.1,localhost", GEMINI_MAX_WAIT="5",
+                           IMAGE_SIZE="1K")  # the views are small (216x296): 1K answers are plenty
         yield fake
 
 

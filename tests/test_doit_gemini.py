@@ -11,6 +11,7 @@ from helpers import built, garment_photo, paid_lines, summary, wait_until
 
 def test_gemini_run_sends_the_right_requests_and_records_cost(gemini_project):
     project, fake = gemini_project
+    del project.env["IMAGE_SIZE"]   # the default size, 2K (the other tests ask 1K: faster)
     run = project.doit()
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.splitlines()[0].startswith("Générateur : Gemini (gemini-3-pro-image, 2K)")

@@ -20,7 +20,8 @@ def shop(samples_project):
     ids = {folder: pg.add_product(ref, name=f"Produit {ref}") for folder, ref in SAMPLES.items()
            if folder != "W200300-V01"}  # one reference the shop does not know
     backend = ReboulBackend(pg.url).start()
-    samples_project.env.update(DATABASE_URL=pg.url, BACKEND_URL=backend.url)
+    # Half-size views: what is sent and when does not depend on their size, and they render faster.
+    samples_project.env.update(DATABASE_URL=pg.url, BACKEND_URL=backend.url, OUTPUT_SIZE="432x592")
     try:
         yield samples_project, backend, ids
     finally:
