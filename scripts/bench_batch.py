@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,22 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fakes.gemini_server import DEFAULT_KEY, FakeGemini  # noqa: E402
-from helpers import SETTING_NAMES, garment_photo, style_ref  # noqa: E402
+from helpers import SETTING_NAMES  # noqa: E402
 
-
-def make_project(tmp: Path, refs: int) -> Path:
-    root = tmp / "shop"
-    root.mkdir()
-    shutil.copy(ROOT / "dodo.py", root / "dodo.py")
-    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
-    for view in ("1_face", "2_back", "3_detail_logo"):
-        style_ref(root / "refs" / f"{view}.png", view)
-    for i in range(refs):
-        folder = root / "photos" / f"R{i:04d}-V{i % 7:02d}"
-        garment_photo(folder / "face.jpg", colour=(30 + 2 * i % 200, 60, 120), seed=i)
-        garment_photo(folder / "back.jpg", colour=(30 + 2 * i % 200, 60, 120), seed=1000 + i, logo=False)
-    (root / "output").mkdir()
-    return root
+from bench_gemini import make_project  # noqa: E402  (the same season: 69 references, face and back)
 
 
 def env_for(fake: FakeGemini, **extra) -> dict:

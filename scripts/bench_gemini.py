@@ -42,12 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fakes.gemini_server import DEFAULT_KEY, FakeGemini  # noqa: E402
-from helpers import garment_photo, style_ref  # noqa: E402
-
-SETTING_NAMES = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GEMINI_MODEL", "GENERATOR",
-                 "IMAGE_SIZE", "OUTPUT_SIZE", "MAX_COST", "GEMINI_CONCURRENCY", "GEMINI_RPM",
-                 "GEMINI_MAX_WAIT", "GEMINI_TIMEOUT", "GEMINI_SPEND_PER_10MIN", "GEMINI_QUOTA_WINDOW",
-                 "PHOTOS_DIR", "REFS_DIR", "OUTPUT_DIR")
+from helpers import SETTING_NAMES, garment_photo, style_ref  # noqa: E402
 
 
 def make_project(tmp: Path, refs: int) -> Path:
