@@ -96,8 +96,7 @@ def test_doit_upload_with_nothing_to_send_loads_no_heavy_library(shop):
     env = {"ALLOW_LOCAL_UPLOAD": "1"}
     project.doit(check=True)
     project.doit("approve", "--all", check=True)  # some local previews are INCERTAIN: a person looked
-    for folder in ids:
-        project.doit(f"upload:{folder}", extra_env=env, check=True)
+    project.doit(*(f"upload:{folder}" for folder in ids), extra_env=env, check=True)
     posts = len(backend.calls("POST"))
     probe = PROBE.replace("ARGS", repr([f"upload:{folder}" for folder in ids]))   # W200300-V01 is unknown: it fails
     proc = subprocess.run([sys.executable, "-c", probe], cwd=project.root, env={**project.env, **env},

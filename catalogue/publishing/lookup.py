@@ -17,8 +17,6 @@ import csv
 import re
 from pathlib import Path
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from ..core.errors import UploadError
 from ..core.garment_types import ProductTypes
@@ -63,6 +61,18 @@ def resolve_product_id(settings, folder: str) -> tuple[int, str]:
 
 # --- database ---------------------------------------------------------------------------------
 
+def _driver():
+    """psycopg (0.1 s to import): loaded when a database is used, not by every view build."""
+    import psycopg
+    import psycopg.conninfo
+
+    return psycopg
+
+
+def conninfo_to_dict(url: str) -> dict:
+    return _driver().conninfo.conninfo_to_dict(url)
+
+
 def describe_url(url: str) -> str:
     """`user@host:port/dbname` of a libpq URL or DSN, never its password."""
     try:
@@ -99,6 +109,7 @@ def categories(settings, folders: list[str]) -> dict[str, dict | None]:
 def _from_database(url: str, folders: list[str], limit: int = 10) -> list[tuple[int, str, dict | None]]:
     folder = folders[0] if len(folders) == 1 else f"{len(folders)} références"
     where = describe_url(url)
+    psycopg = _driver()
     try:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
