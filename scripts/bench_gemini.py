@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,21 +41,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fakes.gemini_server import DEFAULT_KEY, FakeGemini  # noqa: E402
-from helpers import SETTING_NAMES, garment_photo, style_ref  # noqa: E402
+from helpers import SETTING_NAMES, garment_photo, new_project  # noqa: E402
 
 
 def make_project(tmp: Path, refs: int) -> Path:
-    root = tmp / "shop"
-    root.mkdir()
-    shutil.copy(ROOT / "dodo.py", root / "dodo.py")
-    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
-    for view in ("1_face", "2_back", "3_detail_logo"):
-        style_ref(root / "refs" / f"{view}.png", view)
+    root = new_project(tmp / "shop")
     for i in range(refs):
         colour = (20 + (37 * i) % 200, 40 + (53 * i) % 150, 90 + (71 * i) % 140)
         garment_photo(root / "photos" / f"REF{i:03d}" / "face.jpg", colour=colour, seed=2 * i)
         garment_photo(root / "photos" / f"REF{i:03d}" / "back.jpg", colour=colour, seed=2 * i + 1, logo=False)
-    (root / "output").mkdir()
     return root
 
 

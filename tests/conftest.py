@@ -9,21 +9,13 @@ import pytest
 from fakes.gemini_server import fake_gemini  # noqa: F401 (a fixture)
 from fakes.postgres import shared_cluster
 from fakes.reboul_backend import ReboulBackend
-from helpers import CHROMIUM, CHROMIUM_ARGS, REPO, Project, Shop, clean_env, style_ref
+from helpers import CHROMIUM, CHROMIUM_ARGS, REPO, Project, Shop, clean_env, new_project
 
 
 @pytest.fixture
 def project(tmp_path) -> Project:
     """An empty project: the real dodo.py and doit configuration, style refs, no photos yet."""
-    root = tmp_path / "shop"
-    root.mkdir()
-    shutil.copy(REPO / "dodo.py", root / "dodo.py")
-    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
-    for view in ("1_face", "2_back", "3_detail_logo"):
-        style_ref(root / "refs" / f"{view}.png", view)
-    (root / "photos").mkdir()
-    (root / "output").mkdir()
-    return Project(root, clean_env())
+    return Project(new_project(tmp_path / "shop"), clean_env())
 
 
 @pytest.fixture

@@ -110,6 +110,18 @@ class Project:
                 for p in sorted(self.output.glob("*/*.png"))}
 
 
+def new_project(root: Path) -> Path:
+    """An empty project folder: the real dodo.py and doit configuration, style refs, no photos yet."""
+    root.mkdir(parents=True)
+    shutil.copy(REPO / "dodo.py", root / "dodo.py")
+    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    for view in ("1_face", "2_back", "3_detail_logo"):
+        style_ref(root / "refs" / f"{view}.png", view)
+    (root / "photos").mkdir()
+    (root / "output").mkdir()
+    return root
+
+
 def clean_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")

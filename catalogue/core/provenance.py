@@ -120,8 +120,7 @@ class ViewCurrent(config_changed):
         made = values.get("made")
         if not made:
             return True  # built before this was recorded: doit's own checks decide
-        png_path = os.fspath(self.output)
-        png, side = file_stat(png_path), file_stat(os.path.splitext(png_path)[0] + ".json")  # sidecar_path
+        png, side = file_stat(self.output), file_stat(sidecar_path(self.output))
         if png is not None and side is not None and png + side == made:
             return True
         self.reason = view_problem(self.output, self.inputs)
