@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
+from doit_fork_server import ForkServer
 from fakes.reboul_backend import ReboulBackend
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -94,8 +95,12 @@ class Project:
     def doit(self, *args: str, timeout: float = 120, extra_env: dict | None = None,
              check: bool = False) -> subprocess.CompletedProcess:
         env = {**self.env, **(extra_env or {})}
-        proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=self.root, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        server = ForkServer.for_env(env, clean_env())
+        if server is not None:
+            proc = server.run(list(args), self.root, env, timeout)
+        else:
+            proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=self.root, env=env,
+                                  capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"doit {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc

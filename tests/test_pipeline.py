@@ -123,7 +123,7 @@ def _many_refs(project, n):
 
 
 def test_sigterm_keeps_finished_work(project):
-    _many_refs(project, 16)
+    _many_refs(project, 8)
     proc = project.start_doit()
     seen = []
     for line in proc.stdout:
@@ -133,15 +133,15 @@ def test_sigterm_keeps_finished_work(project):
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=60)
     finished = built(type("P", (), {"stdout": "".join(seen) + rest})())
-    assert 4 <= len(finished) < 32
+    assert 4 <= len(finished) < 16
     run = project.doit(check=True)
     again = built(run) | {f"{m[1]} {m[2]}" for m in re.finditer(r"(\S+) (\S+) : déjà à jour", run.stdout)}
     assert not (again & finished), "views finished before SIGTERM were processed again"
-    assert summary(run)[0] + len(finished) == 32
+    assert summary(run)[0] + len(finished) == 16
 
 
 def test_two_overlapping_runs_never_build_a_view_twice(project):
-    _many_refs(project, 12)
+    _many_refs(project, 6)
     first = project.start_doit()
     line = first.stdout.readline()  # the first run holds the lock once it prints
     assert line.startswith("Générateur")
@@ -150,7 +150,7 @@ def test_two_overlapping_runs_never_build_a_view_twice(project):
     assert second.returncode == 0
     assert "Une autre exécution est déjà en cours" in second.stdout
     assert built(second) == set()
-    assert first.returncode == 0 and len(built(type("P", (), {"stdout": out})())) == 24
+    assert first.returncode == 0 and len(built(type("P", (), {"stdout": out})())) == 12
 
 
 def test_output_size_follows_the_style_reference_capped_by_image_size(project):
