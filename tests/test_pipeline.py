@@ -88,6 +88,45 @@ def test_bare_forget_and_clean_keep_the_catalogue(three_refs):
     assert summary(run) == (0, 7, 0) and "déjà à jour" not in run.stdout  # doit still knows them all
 
 
+def test_the_settings_digest_is_the_one_doit_records(three_refs):
+    """The view and upload families hand doit their settings' digest, computed once per family
+    (`config_digest`): it must be the md5 doit's config_changed records from the dict, or an
+    upgrade rebuilds (and, with Gemini, pays for) every view of the catalogue."""
+    import json
+    import sqlite3
+
+    from doit.tools import config_changed
+
+    from catalogue.core.settings import load_settings
+    from catalogue.core.views import VIEWS
+    from catalogue.tasks.view_tasks import view_config
+
+    project = three_refs
+    project.doit(check=True)
+    with sqlite3.connect(project.root / ".doit.sqlite") as db:
+        values = {task: json.loads(data)["_values_:"] for task, data in db.execute("SELECT task_id, task_data FROM doit")}
+    settings = load_settings(project.root, environ={**project.env, "GENERATOR": "local"})
+    for view in VIEWS:
+        assert values[f"{view.name}:L100001-V09A"]["_config_changed"] == config_changed(
+            view_config(settings, view))._calc_digest()
+    assert "Terminé : 0 générée, 7 à jour" in project.doit().stdout
+
+
+def test_the_graph_loads_without_the_garbage_collector_and_the_run_collects(project):
+    """`doit` builds its graph with the cyclic collector off (FrozenGraph: a no-op run at 5,000
+    references spent a quarter of its time in it), and turns it back on before the first task:
+    a long build must still free what it no longer uses."""
+    (project.root / "dodo.py").write_text(
+        "import gc, json\n"
+        "LOAD = gc.isenabled()\n"
+        "def task_probe():\n"
+        "    def probe():\n"
+        "        open('gc.json', 'w').write(json.dumps([LOAD, gc.isenabled()]))\n"
+        "    return {'actions': [probe], 'verbosity': 2}\n")
+    project.doit(check=True)
+    assert (project.root / "gc.json").read_text() == "[false, true]"
+
+
 def test_one_reference_by_name(three_refs):
     run = three_refs.doit("generate:SI-8015-V0029", check=True)
     assert built(run) == {"SI-8015-V0029 1_face", "SI-8015-V0029 3_detail_logo"}

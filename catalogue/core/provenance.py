@@ -38,6 +38,12 @@ def write_sidecar(view_png: Path, data: dict) -> None:
                        (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
 
 
+def config_digest(config: dict) -> str:
+    """doit's `config_changed` digest of `config`, computed by us: the same md5 of the same JSON
+    (so what doit recorded stays valid), once per task family instead of once per task and run."""
+    return hashlib.md5(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def inputs_digest(config: dict, inputs: dict[str, Path]) -> tuple[str, dict[str, dict]]:
     """Digest of the settings that shape a view and of its input files' content.
 
@@ -102,8 +108,8 @@ class ViewCurrent(config_changed):
     are checked against the files now (`view_problem`). `reason` keeps why it is stale, for
     `doit plan`. (A photo replaced while its view is made fails that build: `inputs_unchanged`.)"""
 
-    def __init__(self, config: dict, output: Path, inputs: dict[str, Path]):
-        super().__init__(config)
+    def __init__(self, config: dict | str, output: Path, inputs: dict[str, Path]):
+        super().__init__(config)  # a dict, or its `config_digest`
         self.output = output
         self.inputs = inputs
         self.reason: str | None = None

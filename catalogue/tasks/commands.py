@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -31,7 +32,26 @@ from .run_lock import LOCK_FILE, RunLock, busy_message, holds_run_lock, regenera
 PAID_CALLS_GRACE = 240
 
 
-class LockedRun(Run):
+class FrozenGraph:
+    """A doit command that builds its task graph with the cyclic garbage collector off, then
+    freezes it (`gc.freeze`): the graph (tens of thousands of objects, alive until the end) is
+    never traversed again by the collections of the run. At 5,000 references the collector took
+    0.65 s of a 2.6 s no-op run (12 collections of the whole heap during the load)."""
+
+    def execute(self, params, args):
+        gc.disable()
+        try:
+            return super().execute(params, args)   # loads dodo.py and the tasks, then _execute
+        finally:
+            gc.enable()
+
+    @staticmethod
+    def graph_loaded() -> None:
+        gc.freeze()
+        gc.enable()
+
+
+class LockedRun(FrozenGraph, Run):
     """`doit` / `doit run`, refusing politely to start while another run is in progress."""
 
     name = "run"
@@ -39,6 +59,7 @@ class LockedRun(Run):
     def _execute(self, outfile, verbosity=None, always=False, continue_=False, reporter="console",
                  num_process=0, par_type="process", single=False, auto_delayed_regex=False,
                  force_verbosity=False, failure_verbosity=0, pdb=False):
+        self.graph_loaded()
         handle_sigterm()
         lock = None
         if not holds_run_lock(Path(os.getcwd())):  # dodo.py takes it when the graph loads
@@ -87,7 +108,7 @@ class HelpOption:
         return super().parse_execute(in_args)
 
 
-class Plan(HelpOption, DoitCmdBase):
+class Plan(HelpOption, FrozenGraph, DoitCmdBase):
     """doit has no dry run: say what the next run would build, why, and what it would cost."""
 
     name = "plan"
@@ -97,6 +118,7 @@ class Plan(HelpOption, DoitCmdBase):
     cmd_options = ()
 
     def _execute(self, pos_args=None):
+        self.graph_loaded()
         control = TaskControl(self.task_list)
         control.process(self.sel_tasks)
         try:

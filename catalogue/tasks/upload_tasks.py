@@ -5,6 +5,7 @@ from __future__ import annotations
 from doit.tools import config_changed
 
 from ..core.discovery import Reference
+from ..core.provenance import config_digest
 from ..core.paths import stamp_path, view_path
 from ..core.settings import Settings, without_secret
 from .actions import fail_action, run_action
@@ -31,7 +32,7 @@ def _upload_current(settings: Settings, folder: str, views: tuple[str, ...]):
 
 def upload_tasks(settings: Settings, refs: list[Reference]):
     """`upload:<folder>`: the reference's finished views -> the shop (safe replace)."""
-    kw = {"backend_url": without_secret(settings.backend_url), "mode": settings.upload_mode}
+    kw = config_digest({"backend_url": without_secret(settings.backend_url), "mode": settings.upload_mode})
     for ref in refs:
         task = {"name": ref.task_name, "io": {"capture": False}, "meta": {"kind": "upload", "folder": ref.folder}}
         if ref.problem:

@@ -19,7 +19,7 @@ from ..core.garment_types import (DECLARATION_FILE, ImageTypes, ProductTypes, de
 from ..core.jobs import ViewJob
 from ..core.models import API_VERSION
 from ..core.paths import batches_dir, view_path
-from ..core.provenance import ViewCurrent
+from ..core.provenance import ViewCurrent, config_digest
 from ..core.settings import Settings
 from ..core.versions import FINISHING_VERSION, LOCAL_RENDERER_VERSION
 from ..core.views import VIEWS, VIEWS_BY_NAME, ViewSpec
@@ -72,7 +72,7 @@ class GarmentTypes:
                                     inferred)), problem
 
 
-def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, styles: StyleRefs,
+def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, kw_digest: str, styles: StyleRefs,
                steps=None, garment=None) -> dict:
     # No output capture: doit swaps the global sys.stdout per captured action, which races under
     # threads (a closed buffer left behind made the process exit with 120 after 10,000 views).
@@ -118,7 +118,7 @@ def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, sty
             "file_dep": list(dict.fromkeys(str(p) for p in (*job.inputs.values(), *pending))),
             "targets": [str(job.output), str(job.output.with_suffix(".json"))],
             "actions": [(run_action, ["view", f"{ref.folder} {view.name}", settings, _build_view, settings, job])],
-            "uptodate": [ViewCurrent(config, job.output, job.inputs)] + ([(style_unchanged, [expected])] if expected else [])}
+            "uptodate": [ViewCurrent(kw_digest if config is kw else config, job.output, job.inputs)] + ([(style_unchanged, [expected])] if expected else [])}
 
 
 def style_unchanged(task, values, expected: str) -> bool:
@@ -133,6 +133,7 @@ def view_tasks(settings: Settings, refs: list[Reference]):
     styles = StyleRefs(settings.refs_dir, image_types=types.image_types)
     typed = any(needs_type(styles.pool(v.name)) for v in VIEWS)  # one family for everything: no type
     kws = {view.name: view_config(settings, view) for view in VIEWS}
+    digests = {name: config_digest(kw) for name, kw in kws.items()}  # once, not once per task and run
     for view in VIEWS:  # the family's own line in `doit list`
         yield {"basename": view.name, "name": None, "doc": f"la vue {view.name} de chaque référence"}
     for ref in refs:
@@ -150,7 +151,7 @@ def view_tasks(settings: Settings, refs: list[Reference]):
                        "meta": {"kind": "view", "folder": ref.folder, "view": name},
                        "actions": [(fail_action, [problem])]}
                 continue
-            yield _view_task(settings, ref, view, kws[name], styles, planned.get(name), garment)
+            yield _view_task(settings, ref, view, kws[name], digests[name], styles, planned.get(name), garment)
 
 
 def _planned_steps(settings: Settings, ref: Reference) -> dict:
