@@ -221,6 +221,16 @@ def _design(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return np.stack([np.ones_like(xs), xs, ys, xs * ys, xs * xs, ys * ys], axis=-1)
 
 
+def _evaluate(coef: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The fitted surface on the whole h x w grid (float32 HxWxC), term by term: the quadratic
+    separates into a row part, a column part and one product, so no HxWx6 design matrix is built."""
+    gx = np.linspace(-1, 1, w)
+    gy = np.linspace(-1, 1, h)
+    rows = gy[:, None] * coef[2] + (gy * gy)[:, None] * coef[5]                  # (h, c)
+    cols = coef[0] + gx[:, None] * coef[1] + (gx * gx)[:, None] * coef[4]        # (w, c)
+    return (rows[:, None, :] + cols[None, :, :] + np.outer(gy, gx)[:, :, None] * coef[3]).astype(np.float32)
+
+
 def fit_background(arr: np.ndarray, sample: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Smooth quadratic background surface per channel fitted robustly on the `sample` pixels.
 
@@ -242,10 +252,7 @@ def fit_background(arr: np.ndarray, sample: np.ndarray, iterations: int = 3) -> 
         med = np.median(res[keep])
         mad = np.median(np.abs(res[keep] - med)) * 1.4826 + 0.5
         keep = res < med + 3.0 * mad + 2.0
-    gx = np.linspace(-1, 1, w)
-    gy = np.linspace(-1, 1, h)
-    X, Y = np.meshgrid(gx, gy)
-    model = (_design(X, Y) @ coef).astype(np.float32)
+    model = _evaluate(coef, h, w)
     res = np.linalg.norm(vals - A @ coef, axis=1)
     return model, res
 
