@@ -19,10 +19,12 @@ Run as a script, this module is the server: `python doit_fork_server.py SOCKET`.
 
 from __future__ import annotations
 
+import atexit
 import json
 import locale
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,6 +56,16 @@ class ForkServer:
                                      stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the doit fork server did not start")
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """End the server (its stdin closes: it returns) and remove its folder."""
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     @classmethod
     def for_env(cls, env: dict, start_env: dict) -> ForkServer | None:
