@@ -46,12 +46,12 @@ class ForkServer:
     """One server process for this pytest worker, started on first use."""
 
     _lock = threading.Lock()
-    _instance: ForkServer | None = None
+    _instance: ForkServer | bool | None = None
 
     def __init__(self, env: dict):
         self.dir = Path(tempfile.mkdtemp(prefix="doit-fork-"))
         self.socket = str(self.dir / "server.sock")
-        self.startup_env = {k: v for k, v in env.items() if k.startswith("PYTHON")}
+        self.startup_env = _startup(env)
         self.proc = subprocess.Popen([sys.executable, __file__, self.socket], env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
@@ -71,13 +71,13 @@ class ForkServer:
     def for_env(cls, env: dict, start_env: dict) -> ForkServer | None:
         """The server that can run doit with `env`, or None: a fresh interpreter is needed.
         `start_env`: the environment the server starts with (once per worker)."""
-        if os.environ.get("CATALOGUE_TESTS_FRESH_DOIT") or not _can_watch_children():
+        if os.environ.get("CATALOGUE_TESTS_FRESH_DOIT"):
             return None
         with cls._lock:
-            if cls._instance is None:
-                cls._instance = cls(start_env)
+            if cls._instance is None:   # False: this machine refuses pidfds, every run is fresh
+                cls._instance = cls(start_env) if _can_watch_children() else False
             server = cls._instance
-        return server if {k: v for k, v in env.items() if k.startswith("PYTHON")} == server.startup_env else None
+        return server if server and _startup(env) == server.startup_env else None
 
     def run(self, args: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
         """`subprocess.run([python, -m, doit, *args], capture_output=True, text=True)`, forked."""
@@ -97,6 +97,11 @@ class ForkServer:
                     _line(s)
                     raise subprocess.TimeoutExpired(["doit", *args], timeout, _read(out), _read(err)) from None
             return subprocess.CompletedProcess(["doit", *args], code, _read(out), _read(err))
+
+
+def _startup(env: dict) -> dict:
+    """The variables that shape how an interpreter starts (a forked run cannot change them)."""
+    return {k: v for k, v in env.items() if k.startswith("PYTHON")}
 
 
 def _can_watch_children() -> bool:

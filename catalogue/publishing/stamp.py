@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from ..core.files import sha256_file
-from ..core.paths import INTENT_FILE, STAMP_FILE
+from ..core.paths import INTENT_FILE, STAMP_FILE, sidecar_path
 from ..core.views import VIEWS, ViewSpec
 
 
@@ -61,7 +61,7 @@ def present_views(folder_dir: Path, wanted: tuple[str, ...] | None = None) -> li
             continue
         path = folder_dir / spec.filename
         if path.is_file():
-            views.append(LocalView(spec, path, sha256_file(path), read_json(path.with_suffix(".json"))))
+            views.append(LocalView(spec, path, sha256_file(path), read_json(sidecar_path(path))))
     return views
 
 

@@ -32,7 +32,7 @@ def _upload_current(settings: Settings, folder: str, views: tuple[str, ...]):
 
 def upload_tasks(settings: Settings, refs: list[Reference]):
     """`upload:<folder>`: the reference's finished views -> the shop (safe replace)."""
-    kw = config_digest({"backend_url": without_secret(settings.backend_url), "mode": settings.upload_mode})
+    digest = config_digest({"backend_url": without_secret(settings.backend_url), "mode": settings.upload_mode})
     for ref in refs:
         task = {"name": ref.task_name, "io": {"capture": False}, "meta": {"kind": "upload", "folder": ref.folder}}
         if ref.problem:
@@ -43,4 +43,4 @@ def upload_tasks(settings: Settings, refs: list[Reference]):
                "file_dep": views,
                "targets": [str(stamp_path(settings, ref.folder))],
                "actions": [(run_action, ["upload", ref.folder, settings, _upload, settings, ref.folder, ref.views])],
-               "uptodate": [config_changed(kw), _upload_current(settings, ref.folder, ref.views)]}
+               "uptodate": [config_changed(digest), _upload_current(settings, ref.folder, ref.views)]}

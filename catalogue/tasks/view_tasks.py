@@ -18,7 +18,7 @@ from ..core.garment_types import (DECLARATION_FILE, ImageTypes, ProductTypes, de
                                   read_declaration, read_map_types)
 from ..core.jobs import ViewJob
 from ..core.models import API_VERSION
-from ..core.paths import batches_dir, view_path
+from ..core.paths import batches_dir, sidecar_path, view_path
 from ..core.provenance import ViewCurrent, config_digest
 from ..core.settings import Settings
 from ..core.versions import FINISHING_VERSION, LOCAL_RENDERER_VERSION
@@ -112,13 +112,16 @@ def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, kw_
                   photo=ref.photos.get("face"), style_pool=pool, garment=garment, style_choice=choice,
                   pending_deps=pending)
     task["meta"]["job"] = job
+    # The family's own dict (local views without retouches): doit gets its digest, computed once.
+    settings_state = kw_digest if config is kw else config
     if collects_batches(settings):  # the finished jobs are collected before any view is built
         task["task_dep"] = [BATCH_TASK]
     return {**task,
             "file_dep": list(dict.fromkeys(str(p) for p in (*job.inputs.values(), *pending))),
-            "targets": [str(job.output), str(job.output.with_suffix(".json"))],
+            "targets": [str(job.output), str(sidecar_path(job.output))],
             "actions": [(run_action, ["view", f"{ref.folder} {view.name}", settings, _build_view, settings, job])],
-            "uptodate": [ViewCurrent(kw_digest if config is kw else config, job.output, job.inputs)] + ([(style_unchanged, [expected])] if expected else [])}
+            "uptodate": [ViewCurrent(settings_state, job.output, job.inputs),
+                         *([(style_unchanged, [expected])] if expected else [])]}
 
 
 def style_unchanged(task, values, expected: str) -> bool:
