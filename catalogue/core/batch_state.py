@@ -9,7 +9,7 @@ library only: the task graph loads the reporter.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 _lock = threading.Lock()
@@ -30,7 +30,6 @@ class Waiting:
     note: str = ""                  # French: why it was submitted again, …
     held: str = ""                  # French: why nothing is submitted now (a job of unknown content)
     problem: str = ""               # French: the submission failed (the view fails)
-    extra: dict = field(default_factory=dict)
 
     def describe(self) -> str:
         """« en lot (batches/…) depuis 14:02 » and what else there is to say (French)."""
@@ -80,11 +79,6 @@ def waiting(folder: str, view: str) -> Waiting | None:
         return _waiting.get((folder, view))
 
 
-def all_waiting() -> list[Waiting]:
-    with _lock:
-        return list(_waiting.values())
-
-
 def update(keys, **fields) -> None:
     """Set `fields` on every waiting view whose request key is in `keys`."""
     keys = set(keys)
@@ -105,11 +99,3 @@ def is_fresh(key: str) -> bool:
     with _lock:
         return key in _fresh
 
-
-def reset() -> None:
-    """Forget everything (tests)."""
-    global _armed
-    with _lock:
-        _armed = False
-        _waiting.clear()
-        _fresh.clear()

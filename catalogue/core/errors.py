@@ -4,6 +4,22 @@ A `PipelineError` fails one view or one reference, never the batch: task actions
 doit `TaskFailed` (exit code 1); anything else is a bug and surfaces as an error (exit code 2).
 """
 
+import errno
+
+# errno -> (what happened, what to do), in French.
+OS_REFUSALS = {
+    errno.EACCES: ("permission refusée", "donnez les droits d'écriture à l'utilisateur qui lance doit"),
+    errno.EPERM: ("opération non permise", "donnez les droits d'écriture à l'utilisateur qui lance doit"),
+    errno.EROFS: ("système de fichiers en lecture seule", "réglez OUTPUT_DIR sur un dossier inscriptible"),
+    errno.ENOSPC: ("disque plein", "libérez de la place sur ce disque, puis relancez doit"),
+    errno.EDQUOT: ("quota disque dépassé", "libérez de la place (quota), puis relancez doit"),
+    errno.ENAMETOOLONG: ("nom de fichier trop long", "raccourcissez le nom du dossier ou du fichier"),
+}
+
+
+# Refusals after which the run starts no new paid call (their answers could not be kept).
+STOP_PAYING = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
+
 
 class PipelineError(Exception):
     """An expected failure: bad input, refusal by a remote service, budget reached, ..."""

@@ -126,8 +126,7 @@ class ViewCurrent(config_changed):
         made = values.get("made")
         if not made:
             return True  # built before this was recorded: doit's own checks decide
-        png, side = file_stat(self.output), file_stat(sidecar_path(self.output))
-        if png is not None and side is not None and png + side == made:
+        if outputs_stat(self.output) == made:
             return True
         self.reason = view_problem(self.output, self.inputs)
         return self.reason is None

@@ -74,10 +74,6 @@ class AnswerStore:
             return self.set_aside(key, f"le fichier {name} est abîmé ({len(data)} octets, empreinte différente)")
         return data, meta
 
-    def get(self, key: str) -> tuple[bytes, dict] | None:
-        hit = self.lookup(key)
-        return hit if isinstance(hit, tuple) else None
-
     def set_aside(self, key: str, why: str) -> Damaged:
         """Move the entry's files to answers/corrupt/ (kept for inspection, never used again)."""
         aside = self.root / CORRUPT_DIR

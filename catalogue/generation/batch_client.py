@@ -25,7 +25,6 @@ from ..core.errors import GenerationError
 from .gemini import TRANSPORT_ERRORS, _make_client, _Scrubber, _shorten
 from .image_request import RESPONSE_MODALITIES, ImageRequest
 
-ENDED_STATES = ("SUCCEEDED", "FAILED", "EXPIRED", "CANCELLED")
 LIST_PAGE_SIZE = 50
 
 
@@ -82,10 +81,6 @@ class JobInfo:
     create_time: str | None      # ISO 8601
     end_time: str | None
     job: object                  # the SDK's BatchJob (results: job.dest)
-
-    @property
-    def done(self) -> bool:
-        return self.state in ENDED_STATES
 
 
 def _info(job) -> JobInfo:
@@ -147,9 +142,6 @@ class BatchClient:
             return [_info(j) for j in self._client.batches.list(config={"page_size": LIST_PAGE_SIZE})
                     if (j.display_name or "").startswith(prefix)]
         return self._call("Liste des lots", read)
-
-    def cancel(self, name: str) -> None:
-        self._call(f"Annulation du lot {name}", self._client.batches.cancel, name=name)
 
     def delete(self, name: str) -> None:
         """Delete a job; one already gone (404) is fine."""

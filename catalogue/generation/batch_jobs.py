@@ -46,6 +46,7 @@ from ..core import batch_state, models
 from ..core.errors import BatchPending, BudgetExceeded, GenerationError
 from ..core.files import atomic_write_bytes
 from ..core.paths import answers_dir, batch_record_path, batches_dir, ledger_path
+from ..core.provenance import now_iso
 from .answer_store import AnswerStore
 from .batch_client import BatchAPIError, BatchClient, inline_request, jsonl_line, parse_request_id, request_id
 from .gemini import RetryableAnswer, RunStopped, shared_generator
@@ -61,7 +62,6 @@ FILE_MAX_BYTES = 1_500_000_000
 DISPLAY_PREFIX = "catalogue"
 RECORD_VERSION = 1
 PENDING_STATES = ("PENDING", "RUNNING", "UNSPECIFIED")
-FAILED_STATES = ("FAILED", "EXPIRED", "CANCELLED")
 STATE_WORDS = {"FAILED": "a échoué (FAILED)", "EXPIRED": "a expiré sans réponse (EXPIRED, 48 h)",
                "CANCELLED": "a été annulé (CANCELLED)"}
 
@@ -73,10 +73,6 @@ def project_tag(settings) -> str:
 
 def display_prefix(settings) -> str:
     return f"{DISPLAY_PREFIX}:{project_tag(settings)}:"
-
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _age_seconds(iso: str | None) -> float | None:
@@ -153,13 +149,6 @@ _RUNS_LOCK = threading.Lock()
 def current_run(settings) -> BatchRun:
     with _RUNS_LOCK:
         return _RUNS.setdefault(settings, BatchRun())
-
-
-def reset_runs() -> None:
-    """Forget this process's batch state (tests)."""
-    with _RUNS_LOCK:
-        _RUNS.clear()
-    batch_state.reset()
 
 
 # --- 2. a view asks for its answer -----------------------------------------------------------------
@@ -498,7 +487,7 @@ def _submit_job(settings, client: BatchClient, model: str, part: list[Queued], i
     keys = [q.request.key() for q in part]
     estimate = sum(q.estimate for q in part)
     rec = {"version": RECORD_VERSION, "nonce": nonce, "display_name": display, "model": model, "job": None,
-           "state": "SUBMITTING", "submitted_at": _now_iso(), "mode": "inline" if inline else "file",
+           "state": "SUBMITTING", "submitted_at": now_iso(), "mode": "inline" if inline else "file",
            "estimate_usd": round(estimate, 6),
            "requests": [{"id": q.rid, "key": q.request.key(), "folder": q.folder, "view": q.view,
                          "image_size": q.request.image_size, "images": len(q.request.images),
@@ -524,7 +513,7 @@ def _submit_job(settings, client: BatchClient, model: str, part: list[Queued], i
             _say(f"{exc.message} Soumission incertaine : la prochaine exécution vérifie sur le serveur "
                  f"(lot {display}).")
         return 0
-    rec.update(job=info.name, state=info.state, created=info.create_time or _now_iso())
+    rec.update(job=info.name, state=info.state, created=info.create_time or now_iso())
     write_record(settings, rec)
     try:
         (batches_dir(settings) / f"{nonce}.jsonl").unlink()

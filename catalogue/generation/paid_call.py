@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ..core import models
-from ..core.errors import GenerationError
+from ..core.errors import OS_REFUSALS, GenerationError
 from ..core import batch_state
 from ..core.files import probe_writable
 from ..core.in_flight import note_write_failure, write_failure
@@ -162,9 +162,7 @@ def _refuse_when_unwritable(settings) -> None:
 
 
 def unwritable_message(exc: OSError) -> str:
-    from_errno = {30: "système de fichiers en lecture seule", 28: "disque plein", 122: "quota disque dépassé",
-                  13: "permission refusée", 1: "opération non permise"}
-    what = from_errno.get(exc.errno or 0, exc.strerror or str(exc))
+    what = OS_REFUSALS.get(exc.errno, (exc.strerror or str(exc),))[0]
     return (f"Écriture impossible dans {exc.filename or '?'} ({what}) : les réponses payées ne pourraient pas "
             f"être gardées, donc plus aucun appel payant dans cette exécution ; rendez OUTPUT_DIR inscriptible "
             f"ou libérez de la place, puis relancez doit.")

@@ -14,7 +14,6 @@ Light on purpose (standard library and doit only): the task graph imports it whe
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import traceback
@@ -23,25 +22,10 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from ..core.errors import BudgetExceeded, PipelineError
+from ..core.errors import OS_REFUSALS, STOP_PAYING, BudgetExceeded, PipelineError
 from ..core.in_flight import note_write_failure
 from ..core.paths import errors_log_path
 from .run_lock import busy_message, hold_run_lock, lock_of
-
-# errno -> (what happened, what to do), in French.
-OS_REFUSALS = {
-    errno.EACCES: ("permission refusée", "donnez les droits d'écriture à l'utilisateur qui lance doit"),
-    errno.EPERM: ("opération non permise", "donnez les droits d'écriture à l'utilisateur qui lance doit"),
-    errno.EROFS: ("système de fichiers en lecture seule", "réglez OUTPUT_DIR sur un dossier inscriptible"),
-    errno.ENOSPC: ("disque plein", "libérez de la place sur ce disque, puis relancez doit"),
-    errno.EDQUOT: ("quota disque dépassé", "libérez de la place (quota), puis relancez doit"),
-    errno.ENAMETOOLONG: ("nom de fichier trop long", "raccourcissez le nom du dossier ou du fichier"),
-}
-
-
-# Refusals after which the run starts no new paid call (their answers could not be kept).
-STOP_PAYING = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
-
 
 def os_refusal_message(exc: OSError) -> str | None:
     """The French message for an OS refusal, or None when `exc` is not one of them."""

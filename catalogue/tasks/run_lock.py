@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from ..core.in_flight import reconcile
-from ..core.paths import LOCK_FILE, answers_dir, ledger_path
+from ..core.paths import LOCK_FILE, answers_dir, ledger_path, lock_path
 
 # doit commands that run no task of the pipeline (or run it in a child process): no lock.
 NON_RUNNING_COMMANDS = frozenset({"list", "info", "help", "plan", "dumpdb", "forget", "ignore", "reset-dep",
@@ -92,7 +92,7 @@ def hold_run_lock(settings) -> RunLock | None:
         lock = _held.get(root)
         if lock is not None:
             return lock
-        lock = RunLock(root / LOCK_FILE)
+        lock = lock_of(settings)
         if not lock.acquire():
             return None
         _held[root] = lock
@@ -103,15 +103,8 @@ def hold_run_lock(settings) -> RunLock | None:
     return lock
 
 
-def release_run_lock(settings) -> None:
-    with _held_lock:
-        lock = _held.pop(Path(settings.root), None)
-    if lock is not None:
-        lock.release()
-
-
 def lock_of(settings) -> RunLock:
-    return RunLock(Path(settings.root) / LOCK_FILE)
+    return RunLock(lock_path(settings))
 
 
 def holds_run_lock(root: Path) -> bool:
@@ -134,11 +127,10 @@ def regenerate(folder: str) -> int:
     """Run `doit generate:<folder>` now (after a re-roll or a retouch was recorded). Refuses when
     another run holds the lock: its doit would exit 0 without building, and the caller would then
     report an old image as the new one."""
-    lock = RunLock(Path(os.getcwd()) / LOCK_FILE)
-    if not lock.acquire():
-        print(f"Une autre exécution est en cours (PID {lock.holder()}) : la vue sera refaite par la "
+    holder = RunLock(Path(os.getcwd()) / LOCK_FILE).probe()
+    if holder is not None:
+        print(f"Une autre exécution est en cours (PID {holder}) : la vue sera refaite par la "
               f"prochaine exécution (ou relancez doit generate:{folder} après elle).", flush=True)
         return 1
-    lock.release()
     # mode=interactive: the person who asked waits for the image (GEMINI_MODE=batch would queue it)
     return subprocess.call([sys.executable, "-m", "doit", f"generate:{folder}", "mode=interactive"])

@@ -73,7 +73,7 @@ class GarmentTypes:
 
 
 def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, kw_digest: str, styles: StyleRefs,
-               steps=None, garment=None) -> dict:
+               steps=None, garment=None, after_batch: bool = False) -> dict:
     # No output capture: doit swaps the global sys.stdout per captured action, which races under
     # threads (a closed buffer left behind made the process exit with 120 after 10,000 views).
     task = {"basename": view.name, "name": ref.folder, "io": {"capture": False},
@@ -114,7 +114,7 @@ def _view_task(settings: Settings, ref: Reference, view: ViewSpec, kw: dict, kw_
     task["meta"]["job"] = job
     # The family's own dict (local views without retouches): doit gets its digest, computed once.
     settings_state = kw_digest if config is kw else config
-    if collects_batches(settings):  # the finished jobs are collected before any view is built
+    if after_batch:  # the finished jobs are collected before any view is built
         task["task_dep"] = [BATCH_TASK]
     return {**task,
             "file_dep": list(dict.fromkeys(str(p) for p in (*job.inputs.values(), *pending))),
@@ -137,6 +137,7 @@ def view_tasks(settings: Settings, refs: list[Reference]):
     typed = any(needs_type(styles.pool(v.name)) for v in VIEWS)  # one family for everything: no type
     kws = {view.name: view_config(settings, view) for view in VIEWS}
     digests = {name: config_digest(kw) for name, kw in kws.items()}  # once, not once per task and run
+    after_batch = collects_batches(settings)  # lists output/.state/batches: once, not once per view
     for view in VIEWS:  # the family's own line in `doit list`
         yield {"basename": view.name, "name": None, "doc": f"la vue {view.name} de chaque référence"}
     for ref in refs:
@@ -154,7 +155,8 @@ def view_tasks(settings: Settings, refs: list[Reference]):
                        "meta": {"kind": "view", "folder": ref.folder, "view": name},
                        "actions": [(fail_action, [problem])]}
                 continue
-            yield _view_task(settings, ref, view, kws[name], digests[name], styles, planned.get(name), garment)
+            yield _view_task(settings, ref, view, kws[name], digests[name], styles, planned.get(name), garment,
+                             after_batch)
 
 
 def _planned_steps(settings: Settings, ref: Reference) -> dict:
