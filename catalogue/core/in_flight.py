@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .files import FILE_MODE, append_line
+from .paths import answer_file
 
 _paying = 0
 _paying_changed = threading.Condition()
@@ -64,7 +65,7 @@ def write_failure() -> OSError | None:
 # --- per-key file lock ----------------------------------------------------------------------------
 
 def key_lock_path(answers_root: Path, key: str) -> Path:
-    return Path(answers_root) / key[:2] / f"{key}.lock"
+    return answer_file(answers_root, key, ".lock")
 
 
 class KeyLock:
@@ -123,7 +124,7 @@ def notices() -> list[tuple[str, float]]:
 
 
 def _answer_stored(answers_root: Path, key: str) -> bool:
-    return (Path(answers_root) / key[:2] / f"{key}.json").exists()
+    return answer_file(answers_root, key, ".json").exists()
 
 
 def _checkpoint_path(ledger_path: Path) -> Path:

@@ -73,6 +73,11 @@ def answers_dir(settings) -> Path:
     return state_dir(settings) / "answers"
 
 
+def answer_file(answers_root: Path | str, key: str, suffix: str) -> Path:
+    """`answers/<kk>/<key><suffix>`: the answer store's layout (.json metadata, .lock, data)."""
+    return Path(answers_root) / key[:2] / f"{key}{suffix}"
+
+
 def ledger_path(settings) -> Path:
     return state_dir(settings) / "ledger.jsonl"
 

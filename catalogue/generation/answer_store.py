@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..core.files import atomic_write_bytes, sha256_bytes
 from ..core.in_flight import KeyLock, count_paying
+from ..core.paths import answer_file
 
 MIME_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 CORRUPT_DIR = "corrupt"
@@ -47,10 +48,10 @@ class AnswerStore:
         self.root = root
 
     def _dir(self, key: str) -> Path:
-        return self.root / key[:2]
+        return answer_file(self.root, key, "").parent
 
     def _meta_path(self, key: str) -> Path:
-        return self._dir(key) / f"{key}.json"
+        return answer_file(self.root, key, ".json")
 
     def lookup(self, key: str) -> tuple[bytes, dict] | Damaged | None:
         """(raw bytes, metadata) for `key`; None when absent; `Damaged` when the entry was

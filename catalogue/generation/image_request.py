@@ -46,7 +46,15 @@ class ImageRequest:
         "aspect_ratio", "image_size", "seed", "response_modalities": [...],
         "images": [[sha256(data), mime], ...]}` (images in request order). Stable across runs
         and processes; any change of model, wording, image bytes, config or seed changes it.
+        Computed once per request (the paid path, the batch queue and the ledger all ask for it).
         """
+        cached = self.__dict__.get("_key")
+        if cached is None:
+            cached = self._digest()
+            object.__setattr__(self, "_key", cached)   # frozen: the fields never change
+        return cached
+
+    def _digest(self) -> str:
         doc = {
             "scheme": KEY_SCHEME,
             "api_version": models.API_VERSION,
