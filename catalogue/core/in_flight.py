@@ -21,7 +21,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .files import FILE_MODE, append_line
+from .files import FILE_MODE, append_line, atomic_write_bytes
 from .paths import answer_file
 
 _paying = 0
@@ -218,10 +218,12 @@ def reconcile(ledger_path: Path, answers_root: Path) -> tuple[int, float]:
             lock.release()
     lost_ids = {r.get("call_id") for r in lost}
     still_open = [o for o, r in candidates if r.get("call_id") not in lost_ids]
-    try:
-        checkpoint.write_text(f"{min(still_open) if still_open else end}\n")
-    except OSError:
-        pass
+    checked = min(still_open) if still_open else end
+    if checked != start:  # every cron run passes here: write only when the checkpoint moves
+        try:
+            atomic_write_bytes(checkpoint, f"{checked}\n".encode())
+        except OSError:
+            pass
     if not lost:
         return 0, 0.0
     cost = round(sum(float(r.get("estimate_usd") or 0.0) for r in lost), 6)
